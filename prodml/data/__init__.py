@@ -1,0 +1,1 @@
+"""Pure computations over data: frames, profiles, schemas, drift (no store imports)."""

@@ -1,0 +1,91 @@
+"""Errors users see: each names the field, the value and the rule that was broken.
+
+The CLI prints ``str(error)`` on one line and exits non-zero; the server (later) turns the
+same errors into 4xx JSON bodies via :meth:`ProdmlError.to_dict`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ProdmlError(Exception):
+    """Base of every error prodml raises on purpose.
+
+    >>> e = NotFoundError("run", "abc123")
+    >>> str(e)
+    "run 'abc123' not found"
+    >>> e.to_dict()["field"]
+    'run'
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, field: str | None = None, value: Any = None,
+                 rule: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.value = value
+        self.rule = rule
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": type(self).__name__, "message": self.message, "field": self.field,
+                "value": None if self.value is None else str(self.value), "rule": self.rule}
+
+
+class NotFoundError(ProdmlError):
+    """A run, experiment, model, version, alias or artifact does not exist."""
+
+    def __init__(self, kind: str, key: Any, hint: str = "") -> None:
+        message = f"{kind} {key!r} not found" + (f": {hint}" if hint else "")
+        super().__init__(message, field=kind, value=key, rule="must exist")
+
+
+class InvalidInputError(ProdmlError):
+    """A value breaks a rule (wrong type, malformed reference, out of range...)."""
+
+    def __init__(self, field: str, value: Any, rule: str) -> None:
+        super().__init__(f"{field}={value!r}: {rule}", field=field, value=value, rule=rule)
+
+
+class ParamChangedError(ProdmlError):
+    """A param was logged again with a different value; params are write-once."""
+
+    def __init__(self, run_id: str, key: str, old: str, new: str) -> None:
+        super().__init__(
+            f"param {key!r} of run {run_id} is already {old!r}; cannot change it to {new!r} "
+            "(params are write-once: start a new run for new values)",
+            field=f"params.{key}", value=new, rule="params are write-once")
+
+
+class QuerySyntaxError(ProdmlError):
+    """A search query could not be parsed; the message points at the bad token."""
+
+    def __init__(self, query: str, position: int, problem: str) -> None:
+        pointer = " " * position + "^"
+        super().__init__(f"{problem} at position {position}\n  {query}\n  {pointer}",
+                         field="query", value=query, rule=problem)
+        self.position = position
+        self.problem = problem
+
+    def one_line(self) -> str:
+        return f"{self.problem} at position {self.position} in query {self.value!r}"
+
+
+class ArtifactIntegrityError(ProdmlError):
+    """An artifact's bytes no longer match the SHA-256 the store recorded: nothing is loaded."""
+
+    def __init__(self, uri: str, expected: str, actual: str) -> None:
+        super().__init__(
+            f"artifact {uri} is corrupt or was tampered with: expected sha256 {expected}, "
+            f"found {actual}; refusing to load it",
+            field="artifact", value=uri, rule="bytes must match the recorded sha256")
+
+
+class StoreUnavailableError(ProdmlError):
+    """The database URL cannot be reached or opened."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot open store {url}: {reason}", field="database_url", value=url,
+                         rule="must be a reachable SQLite path or PostgreSQL URL")

@@ -1,0 +1,121 @@
+"""The one store: a migrated database plus an artifact location.
+
+``get_store()`` returns the process-wide store configured by ``PRODML_*`` variables;
+``open_store()`` opens another one explicitly and can make it the default.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+
+from prodml.config import Settings
+from prodml.store.artifacts import ArtifactStore
+from prodml.store.engine import current_revision, open_engine, write
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch: the store's unit of time."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Store:
+    """A database engine and an artifact store, opened and migrated."""
+
+    database_url: str
+    engine: Engine
+    artifacts: ArtifactStore
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def display_url(self) -> str:
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+        with write(self.engine) as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def insert(self, table: Table):  # type: ignore[no-untyped-def]
+        """An INSERT that supports ``on_conflict_do_*`` on both backends."""
+        return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+
+    def revision(self) -> str | None:
+        return current_revision(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+_default: Store | None = None
+_default_key: tuple[str, str] | None = None
+_pinned = False  # True when open_store(make_default=True) chose the default explicitly
+_lock = threading.Lock()
+
+
+def _set_default(store: Store | None, key: tuple[str, str] | None, pinned: bool) -> None:
+    global _default, _default_key, _pinned
+    if _default is not None and _default is not store:
+        _default.close()
+    _default, _default_key, _pinned = store, key, pinned
+
+
+def open_store(database_url: str | None = None, artifacts: str | None = None, *,
+               make_default: bool = False) -> Store:
+    """Open (and migrate) a store; ``None`` arguments come from ``PRODML_*`` settings.
+
+    >>> import tempfile
+    >>> home = tempfile.mkdtemp()
+    >>> store = open_store(f"sqlite:///{home}/p.db", f"{home}/artifacts")
+    >>> store.dialect, store.revision() is not None
+    ('sqlite', True)
+    """
+    settings = Settings.from_env()
+    url = database_url or settings.database_url
+    location = artifacts or settings.artifacts
+    store = Store(url, open_engine(url), ArtifactStore(location))
+    if make_default:
+        with _lock:
+            _set_default(store, (url, location), pinned=True)
+    return store
+
+
+def get_store() -> Store:
+    """The default store for this process, opened on first use from the environment.
+
+    If ``PRODML_*`` variables change (tests, notebooks), the next call opens the new store,
+    unless a store was chosen with ``open_store(..., make_default=True)``.
+    """
+    settings = Settings.from_env()
+    key = (settings.database_url, settings.artifacts)
+    with _lock:
+        if _default is not None and (_pinned or _default_key == key):
+            return _default
+        store = Store(settings.database_url, open_engine(settings.database_url),
+                      ArtifactStore(settings.artifacts))
+        _set_default(store, key, pinned=False)
+        return store
+
+
+def reset_default_store() -> None:
+    """Forget the default store (closing it); the next ``get_store()`` reads the environment."""
+    with _lock:
+        _set_default(None, None, pinned=False)

@@ -1,0 +1,165 @@
+"""The tables of the one store (SQLAlchemy Core).
+
+Times are integer milliseconds since the Unix epoch (UTC): portable across SQLite and
+PostgreSQL, cheap to compare and sort. JSON columns hold small structured values (schemas,
+environments); bulk data never goes into JSON here.
+
+Change a table only together with a new migration in ``store/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer,
+                        MetaData, String, Table, Text, UniqueConstraint)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+experiments = Table(
+    "experiments", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False, index=True),
+    Column("name", String(255), nullable=False),
+    Column("status", String(16), nullable=False),  # RUNNING, FINISHED, FAILED, KILLED
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger),
+    Column("error", Text),
+    Column("user", String(255)),
+    Column("host", String(255)),
+    Column("code_commit", String(64)),
+    Column("code_branch", String(255)),
+    Column("code_dirty", Boolean),
+    Column("code_diff_digest", String(64)),
+    Column("code_repo", String(1024)),
+    Column("environment", JSON),  # python, platform, package versions
+    Column("wall_time_s", Float),
+    Column("cpu_time_s", Float),
+    Column("peak_memory_bytes", BigInteger),
+)
+Index("ix_runs_start_time", runs.c.start_time)
+
+params = Table(
+    "params", metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+tags = Table(
+    "tags", metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Every point of every metric: the history. NaN is stored as NULL (SQLite cannot hold NaN).
+metrics = Table(
+    "metrics", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("value", Float),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+)
+Index("ix_metrics_run_key_step", metrics.c.run_id, metrics.c.key, metrics.c.step)
+
+# The last point per (run, metric) by (step, timestamp): what search and listings read.
+latest_metrics = Table(
+    "latest_metrics", metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Float),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+)
+Index("ix_latest_metrics_key_value", latest_metrics.c.key, latest_metrics.c.value)
+
+# Content-addressed blobs: one row per distinct SHA-256.
+artifacts = Table(
+    "artifacts", metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("uri", String(2048), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(255)),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+run_artifacts = Table(
+    "run_artifacts", metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("sha256", String(64), ForeignKey("artifacts.sha256"), nullable=False),
+)
+
+datasets = Table(
+    "datasets", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("source", String(2048), nullable=False),
+    Column("source_type", String(32), nullable=False),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("num_columns", Integer, nullable=False),
+    Column("schema", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+run_inputs = Table(
+    "run_inputs", metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("dataset_id", Integer, ForeignKey("datasets.id"), primary_key=True),
+    Column("context", String(64), primary_key=True),
+)
+
+registered_models = Table(
+    "registered_models", metadata,
+    Column("name", String(255), primary_key=True),
+    Column("description", Text),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(255), ForeignKey("registered_models.name"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("flavor", String(32), nullable=False),
+    Column("serialization", String(32), nullable=False),
+    Column("flavor_options", JSON),  # e.g. skops types trusted at registration
+    Column("model_class", String(512)),
+    Column("artifact_sha256", String(64), ForeignKey("artifacts.sha256"), nullable=False),
+    Column("signature", JSON),
+    Column("run_id", String(32), ForeignKey("runs.id")),
+    Column("description", Text),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("model_name", "version", name="uq_model_versions_name_version"),
+)
+
+model_aliases = Table(
+    "model_aliases", metadata,
+    Column("model_name", String(255), ForeignKey("registered_models.name"), primary_key=True),
+    Column("alias", String(255), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+model_version_tags = Table(
+    "model_version_tags", metadata,
+    Column("version_id", Integer, ForeignKey("model_versions.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Tracked runs and the model registry."""
