@@ -116,17 +116,51 @@ def column_schema(table: pa.Table) -> list[dict[str, Any]]:
 
 
 def digest_table(table: pa.Table) -> str:
-    """SHA-256 of the table's Arrow IPC stream: same columns, types and values, same digest.
+    """SHA-256 of a table's content: column names, types, validity and values.
 
-    The stream is hashed as it is written, never held in memory whole.
+    Independent of the library that built the table (pandas, Polars, Arrow), of chunking
+    and of whatever bytes lie under null slots; hashed column by column, never copied whole.
 
-    >>> digest_table(pa.table({"a": [1]})) == digest_table(pa.table({"a": [1]}))
+    >>> import pandas as pd, polars as pl
+    >>> data = {"a": [1, None], "b": ["x", "y"]}
+    >>> digest_table(to_arrow(pd.DataFrame(data))) == digest_table(to_arrow(pl.DataFrame(data)))
     True
     """
+    table = _canonical(table)
     hasher = _HashingWriter()
-    with pa.PythonFile(hasher, mode="w") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table.combine_chunks(), max_chunksize=65536)
+    hasher.write(str(table.schema).encode())
+    for name, column in zip(table.column_names, table.columns):
+        array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        if array.null_count:
+            hasher.write(np.packbits(array.is_valid().to_numpy(zero_copy_only=False)).tobytes())
+            array = _fill_nulls(array)
+        batch = pa.RecordBatch.from_arrays([array], names=[name])
+        with pa.PythonFile(hasher, mode="w") as sink, \
+                pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
     return hasher.hash.hexdigest()
+
+
+def _fill_nulls(array: pa.Array) -> pa.Array:
+    # Null slots may hold any bytes; give them one fixed value (validity is hashed apart).
+    kind = array.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return array.fill_null(pa.scalar(0, kind))
+    if pa.types.is_string(kind) or pa.types.is_binary(kind):
+        return array.fill_null(pa.scalar(b"" if pa.types.is_binary(kind) else "", kind))
+    if pa.types.is_boolean(kind):
+        return array.fill_null(False)
+    return pa.array([None if v is None else v for v in array.to_pylist()], type=kind)
+
+
+def _canonical(table: pa.Table) -> pa.Table:
+    # pandas gives string, Polars large_string, for the same values: digest the values, not
+    # the library that held them. Schema metadata (pandas index info) is dropped too.
+    wide = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary(),
+            pa.string_view(): pa.string()}
+    table = table.replace_schema_metadata(None)
+    schema = pa.schema([pa.field(f.name, wide.get(f.type, f.type)) for f in table.schema])
+    return table if schema.equals(table.schema) else table.cast(schema)
 
 
 def digest_file(path: str | os.PathLike[str]) -> str:

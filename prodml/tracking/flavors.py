@@ -46,12 +46,11 @@ def detect_flavor(model: Any) -> str:
     """
     if isinstance(model, (bytes, bytearray)) or type(model).__name__ == "ModelProto":
         return "onnx"
-    try:
-        from sklearn.base import BaseEstimator
-        if isinstance(model, BaseEstimator):
-            return "sklearn"
-    except ImportError:  # pragma: no cover - scikit-learn is a dependency
-        pass
+    # Checked by name along the class hierarchy so that registering a plain object never
+    # pays for importing scikit-learn.
+    if any(k.__name__ == "BaseEstimator" and k.__module__.startswith("sklearn.")
+           for k in type(model).__mro__):
+        return "sklearn"
     if callable(getattr(model, "predict", None)):
         return "python"
     raise InvalidInputError("model", model_class(model), "must be a scikit-learn estimator, an "

@@ -1,0 +1,55 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# The environment is .venv, installed from the lock files with uv (bootstrapped into the
+# venv with pip when it is missing), so nothing is installed by hand. Bytecode is compiled
+# at install time: with PYTHONDONTWRITEBYTECODE set, every run would otherwise recompile
+# SQLAlchemy and scikit-learn from source (seconds per process).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+
+.PHONY: demo test env env-dev bench lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(UV): | $(BIN)/python
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --default-pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.core-installed: requirements/lock.txt pyproject.toml | $(UV)
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements/lock.txt
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+$(VENV)/.dev-installed: requirements/lock-dev.txt pyproject.toml | $(UV)
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements/lock-dev.txt
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@ $(VENV)/.core-installed
+
+env: $(VENV)/.core-installed
+env-dev: $(VENV)/.dev-installed
+
+## make demo: set up and run the loan-approval lifecycle demo on the embedded SQLite store
+demo: env
+	$(BIN)/prodml demo
+
+## make test: set up with the dev extras and run the whole suite (SQLite and PostgreSQL)
+test: env-dev
+	$(BIN)/python -m pytest
+
+## make bench: the peer benchmarks, in their own environment (.venv-bench)
+bench: env-dev
+	test -x .venv-bench/bin/python || $(UV) venv --quiet --python $(PYTHON) .venv-bench
+	$(UV) pip install --quiet --python .venv-bench/bin/python -r requirements/bench-lock.txt
+	$(UV) pip install --quiet --python .venv-bench/bin/python --no-deps -e .
+	.venv-bench/bin/python benchmarks/tracking.py
+
+## make lock: re-resolve the lock files after changing dependencies in pyproject.toml
+lock: | $(UV)
+	$(UV) pip compile --quiet pyproject.toml -o requirements/lock.txt
+	$(UV) pip compile --quiet pyproject.toml --extra dev -c requirements/lock.txt -o requirements/lock-dev.txt
+
+clean:
+	rm -rf $(VENV) .venv-bench .prodml .pytest_cache

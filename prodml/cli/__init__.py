@@ -1,0 +1,1 @@
+"""The ``prodml`` command line: thin Typer commands over the library."""

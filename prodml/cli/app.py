@@ -1,0 +1,106 @@
+"""The ``prodml`` entry point: command groups, and errors as one line with a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from prodml.cli import models, runs
+from prodml.cli.output import console, errors, print_json
+from prodml.errors import ProdmlError, QuerySyntaxError
+
+app = typer.Typer(name="prodml", no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Machine learning in production: track, register, serve, monitor.",
+                  context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+@app.command()
+def demo(rows: Annotated[int, typer.Option(min=200, help="Loan applications to generate.")] = 6000,
+         seed: Annotated[int, typer.Option(help="Random seed for data and models.")] = 42,
+         as_json: JsonFlag = False) -> None:
+    """Run the loan-approval lifecycle demo on the configured store (SQLite by default)."""
+    from prodml.demo.lifecycle import MODEL_NAME, run_demo
+    from prodml.store import get_store
+
+    store = get_store()
+    if as_json:
+        print_json(run_demo(rows, seed, store=store).to_dict())
+        return
+    with console.status("starting") as status:
+        result = run_demo(rows, seed, store=store,
+                          say=lambda m: (console.log(m), status.update(m)))
+    table = Table(title="loan-approval runs (test set)", header_style="bold")
+    table.add_column("role")
+    table.add_column("run")
+    for metric in ("accuracy", "f1", "roc_auc", "log_loss"):
+        table.add_column(metric, justify="right")
+    for role, metrics in result.metrics.items():
+        table.add_row(role, result.runs[role][:8],
+                      *[f"{metrics[m]:.4f}" for m in ("accuracy", "f1", "roc_auc", "log_loss")])
+    console.print(table)
+    console.print(f"[bold green]champion[/]: {MODEL_NAME}@champion → {result.champion} "
+                  f"(reloaded with verified SHA-256: test accuracy {result.champion_check:.4f})")
+    console.print(f"store      {result.store_url}")
+    console.print(f"artifacts  {result.artifacts}")
+    console.print("next       prodml runs list · prodml runs compare "
+                  f"{result.runs['baseline'][:8]} {result.runs['candidate'][:8]} · "
+                  f"prodml models show {MODEL_NAME}@champion")
+
+
+@app.command()
+def info(as_json: JsonFlag = False) -> None:
+    """Where the store and artifacts are, and the schema revision."""
+    from prodml import __version__
+    from prodml.store import get_store
+    from prodml.tracking import registry
+    from prodml.tracking import runs as runs_api
+
+    store = get_store()
+    details = {"version": __version__, "database_url": store.display_url,
+               "artifacts": store.artifacts.location, "schema_revision": store.revision(),
+               "experiments": len(runs_api.experiments(store=store)),
+               "models": len(registry.list_models(store=store))}
+    if as_json:
+        print_json(details)
+        return
+    for key, value in details.items():
+        console.print(f"[bold]{key:16}[/] {value}")
+
+
+def _one_line(error: ProdmlError) -> str:
+    if isinstance(error, QuerySyntaxError):
+        return error.one_line()
+    return " ".join(str(error).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. A prodml error prints one line on stderr and exits 1; never a traceback."""
+    # Typer handles usage errors (exit 2) and --help itself and ends with SystemExit, which
+    # passes through; what it lets escape is ours to turn into one line.
+    try:
+        app(args=argv, prog_name="prodml")
+    except ProdmlError as error:
+        errors.print(f"[red]error:[/] {_one_line(error)}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        errors.print("aborted")
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("PRODML_DEBUG"):
+            raise
+        errors.print(f"[red]internal error:[/] {type(error).__name__}: "
+                     f"{' '.join(str(error).split())} (PRODML_DEBUG=1 shows the traceback)",
+                     highlight=False, soft_wrap=True)
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

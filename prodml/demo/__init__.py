@@ -1,0 +1,1 @@
+"""The loan-approval lifecycle demo: one place that shows prodml end to end."""
