@@ -1,0 +1,119 @@
+"""The real ``prodml`` command in a subprocess, on a fresh SQLite store in a temp folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def prodml(args, cwd, env_extra=None, check=True):
+    env = {**os.environ, "PRODML_HOME": str(cwd / ".prodml"), "COLUMNS": "160",
+           **(env_extra or {})}
+    env.pop("PRODML_DATABASE_URL", None)
+    env.update(env_extra or {})
+    done = subprocess.run([sys.executable, "-m", "prodml", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if check and done.returncode != 0:
+        raise AssertionError(f"prodml {args} exited {done.returncode}: {done.stderr}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory):
+    """Run the demo once; the other tests read what it recorded."""
+    home = tmp_path_factory.mktemp("cli")
+    result = json.loads(prodml(["demo", "--rows", "1500", "--json"], home).stdout)
+    return home, result
+
+
+def test_demo_registers_a_champion_with_its_runs_metrics(demo_home):
+    home, result = demo_home
+    assert result["champion"] == "loan/1" and result["model_ref"] == "loan/1"
+    assert result["metrics"]["candidate"]["f1"] > result["metrics"]["baseline"]["f1"]
+    assert result["champion_check"] == pytest.approx(result["metrics"]["candidate"]["accuracy"])
+    assert (home / ".prodml" / "prodml.db").exists()
+    shown = json.loads(prodml(["models", "show", "loan@champion", "--json"], home).stdout)
+    assert shown["run_id"] == result["runs"]["candidate"]
+    assert {d["context"] for d in shown["datasets"]} == {"train", "test"}
+    run = json.loads(prodml(["runs", "show", shown["run_id"][:8], "--json"], home).stdout)
+    assert run["metrics"]["f1"] == pytest.approx(result["metrics"]["candidate"]["f1"])
+    assert run["status"] == "FINISHED" and run["params"]["max_iter"] == "150"
+
+
+def test_demo_human_output_says_where_everything_is(tmp_path):
+    out = prodml(["demo", "--rows", "600"], tmp_path).stdout
+    assert "champion" in out and "loan@champion" in out
+    assert str(tmp_path / ".prodml" / "prodml.db") in out
+
+
+def test_runs_list_search_compare(demo_home):
+    home, result = demo_home
+    listed = json.loads(prodml(["runs", "list", "--json"], home).stdout)
+    assert {r["id"] for r in listed} == set(result["runs"].values())
+    found = json.loads(prodml(["runs", "search", "metrics.f1 > 0.9 or tags.role = 'baseline'",
+                               "--order-by", "metrics.f1 desc", "--json"], home).stdout)
+    assert [r["id"] for r in found] == [result["runs"]["candidate"], result["runs"]["baseline"]]
+    compared = json.loads(prodml(["runs", "compare", *result["runs"].values(), "--json"],
+                                 home).stdout)
+    differs = {row["name"] for row in compared["rows"] if row["differs"]}
+    assert {"model", "f1", "role"} <= differs and "seed" not in differs
+    table = prodml(["runs", "compare", *result["runs"].values(), "--only-diff"], home).stdout
+    assert "model" in table and "seed" not in table
+
+
+def test_models_alias_tag_search_load_check(demo_home):
+    home, _ = demo_home
+    moved = json.loads(prodml(["models", "alias", "loan", "prod", "1", "--json"], home).stdout)
+    assert moved == {"model": "loan", "alias": "prod", "version": 1}
+    prodml(["models", "tag", "loan@prod", "owner=risk"], home)
+    found = json.loads(prodml(["models", "search", "--tag", "owner=risk", "--json"], home).stdout)
+    assert [v["ref"] for v in found] == ["loan/1"]
+    check = json.loads(prodml(["models", "load-check", "loan@prod", "--json"], home).stdout)
+    assert check["has_predict_proba"] and check["serialization"] == "skops"
+    listed = json.loads(prodml(["models", "list", "--json"], home).stdout)
+    assert listed[0]["aliases"]["prod"] == 1
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["runs", "search", "metrics.f1 >"], "unexpected end of query at position 12"),
+    (["runs", "show", "deadbeef"], "run 'deadbeef' not found"),
+    (["models", "show", "loan@nope"], "alias 'loan@nope' not found"),
+    (["models", "load-check", "loan"], "must be NAME/VERSION or NAME@ALIAS"),
+    (["models", "tag", "loan/1", "no-equals-sign"], "must be KEY=VALUE"),
+])
+def test_bad_input_is_one_line_and_non_zero(demo_home, args, needle):
+    home, _ = demo_home
+    done = prodml(args, home, check=False)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_unreachable_database_url_is_one_line_naming_it(tmp_path):
+    url = "postgresql+psycopg://prodml:secret@127.0.0.1:1/prodml"
+    done = prodml(["runs", "list"], tmp_path, {"PRODML_DATABASE_URL": url}, check=False)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "127.0.0.1:1/prodml" in done.stderr and "secret" not in done.stderr
+
+
+def test_tampered_champion_is_refused_by_load_check(tmp_path):
+    prodml(["demo", "--rows", "600", "--json"], tmp_path)
+    shown = json.loads(prodml(["models", "show", "loan@champion", "--json"], tmp_path).stdout)
+    blob = tmp_path / ".prodml" / "artifacts" / "sha256" / shown["artifact_sha256"][:2] / \
+        shown["artifact_sha256"]
+    blob.write_bytes(blob.read_bytes()[:-1] + b"X")
+    done = prodml(["models", "load-check", "loan@champion"], tmp_path, check=False)
+    assert done.returncode == 1 and "refusing to load it" in done.stderr
+
+
+def test_usage_error_exits_2_and_help_reads_well(tmp_path):
+    assert prodml(["runs", "bogus"], tmp_path, check=False).returncode == 2
+    help_text = prodml(["--help"], tmp_path).stdout
+    for group in ("demo", "runs", "models", "info"):
+        assert group in help_text
