@@ -5,6 +5,7 @@ Versions come from installed package metadata, so nothing is imported to read th
 
 from __future__ import annotations
 
+import functools
 import getpass
 import platform
 import socket
@@ -29,9 +30,16 @@ def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
     return found
 
 
-def environment() -> dict[str, object]:
+@functools.cache
+def _environment() -> dict[str, object]:
     return {"python": platform.python_version(), "implementation": platform.python_implementation(),
             "platform": platform.platform(), "packages": package_versions()}
+
+
+def environment() -> dict[str, object]:
+    """Python, platform and package versions; read once per process (they do not change)."""
+    found = _environment()
+    return {**found, "packages": dict(found["packages"])}  # type: ignore[call-overload]
 
 
 def host() -> str:

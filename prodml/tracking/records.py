@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, literal, null, select, union_all
 
 from prodml.store import tables as t
 from prodml.tracking.code_version import CodeVersion
@@ -77,38 +77,50 @@ class RunRecord:
         return out
 
 
+_IDS = bindparam("ids", expanding=True)
+# Built once: search loads many runs per call, and building statements cost more than the
+# queries (benchmarks/tracking.py).
+_RUNS = (select(t.runs, t.experiments.c.name.label("experiment"))
+         .join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id)
+         .where(t.runs.c.id.in_(_IDS)))
+_VALUES = union_all(  # params, tags and latest metrics in one round trip
+    select(t.params.c.run_id, literal("p").label("kind"), t.params.c.key,
+           t.params.c.value.label("text"), null().label("number"))
+    .where(t.params.c.run_id.in_(_IDS)),
+    select(t.tags.c.run_id, literal("t"), t.tags.c.key, t.tags.c.value, null())
+    .where(t.tags.c.run_id.in_(_IDS)),
+    select(t.latest_metrics.c.run_id, literal("m"), t.latest_metrics.c.key, null(),
+           t.latest_metrics.c.value)
+    .where(t.latest_metrics.c.run_id.in_(_IDS)))
+_DATASETS = (select(t.run_inputs.c.run_id, t.run_inputs.c.context, t.datasets)
+             .join(t.datasets, t.datasets.c.id == t.run_inputs.c.dataset_id)
+             .where(t.run_inputs.c.run_id.in_(_IDS)))
+_ARTIFACTS = (select(t.run_artifacts.c.run_id, t.run_artifacts.c.path, t.artifacts.c.sha256,
+                     t.artifacts.c.uri, t.artifacts.c.size)
+              .join(t.artifacts, t.artifacts.c.sha256 == t.run_artifacts.c.sha256)
+              .where(t.run_artifacts.c.run_id.in_(_IDS))
+              .order_by(t.run_artifacts.c.path))
+
+
 def load_runs(conn: Connection, run_ids: list[str]) -> list[RunRecord]:
-    """Load full records for ``run_ids`` (in that order) with one query per table."""
+    """Load full records for ``run_ids`` (in that order) in four queries."""
     if not run_ids:
         return []
-    rows = conn.execute(select(t.runs, t.experiments.c.name.label("experiment"))
-                        .join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id)
-                        .where(t.runs.c.id.in_(run_ids))).mappings().all()
-    by_id: dict[str, dict[str, Any]] = {r["id"]: dict(r) for r in rows}
-    for info in by_id.values():
+    ids = {"ids": run_ids}
+    by_id: dict[str, dict[str, Any]] = {}
+    for row in conn.execute(_RUNS, ids).mappings().all():
+        info = dict(row)
         info.update(params={}, metrics={}, tags={}, datasets=[], artifacts=[])
-    for run_id, key, value in conn.execute(select(t.params.c.run_id, t.params.c.key,
-                                                  t.params.c.value)
-                                           .where(t.params.c.run_id.in_(run_ids))):
-        by_id[run_id]["params"][key] = value
-    for run_id, key, value in conn.execute(select(t.latest_metrics.c.run_id,
-                                                  t.latest_metrics.c.key,
-                                                  t.latest_metrics.c.value)
-                                           .where(t.latest_metrics.c.run_id.in_(run_ids))):
-        by_id[run_id]["metrics"][key] = math.nan if value is None else value
-    for run_id, key, value in conn.execute(select(t.tags.c.run_id, t.tags.c.key, t.tags.c.value)
-                                           .where(t.tags.c.run_id.in_(run_ids))):
-        by_id[run_id]["tags"][key] = value
-    for row in conn.execute(select(t.run_inputs.c.run_id, t.run_inputs.c.context, t.datasets)
-                            .join(t.datasets, t.datasets.c.id == t.run_inputs.c.dataset_id)
-                            .where(t.run_inputs.c.run_id.in_(run_ids))).mappings():
+        by_id[info["id"]] = info
+    fields = {"p": "params", "t": "tags", "m": "metrics"}
+    for run_id, kind, key, text_value, number in conn.execute(_VALUES, ids).all():
+        if kind == "m":
+            by_id[run_id]["metrics"][key] = math.nan if number is None else number
+        else:
+            by_id[run_id][fields[kind]][key] = text_value
+    for row in conn.execute(_DATASETS, ids).mappings().all():
         by_id[row["run_id"]]["datasets"].append(dataset_record(row, context=row["context"]))
-    for run_id, path, sha, uri, size in conn.execute(
-            select(t.run_artifacts.c.run_id, t.run_artifacts.c.path, t.artifacts.c.sha256,
-                   t.artifacts.c.uri, t.artifacts.c.size)
-            .join(t.artifacts, t.artifacts.c.sha256 == t.run_artifacts.c.sha256)
-            .where(t.run_artifacts.c.run_id.in_(run_ids))
-            .order_by(t.run_artifacts.c.path)):
+    for run_id, path, sha, uri, size in conn.execute(_ARTIFACTS, ids).all():
         by_id[run_id]["artifacts"].append(ArtifactRecord(path, sha, uri, size))
     return [_run_record(by_id[i]) for i in run_ids if i in by_id]
 

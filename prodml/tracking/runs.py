@@ -15,6 +15,7 @@ being asked, the code version, environment, host, status and resource use.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -78,6 +79,28 @@ def _experiment_id(store: Store, name: str) -> int:
                      .on_conflict_do_nothing(index_elements=["name"]))
         return conn.execute(select(t.experiments.c.id)
                             .where(t.experiments.c.name == name)).scalar_one()
+
+
+@functools.cache
+def _metric_statements(dialect: str) -> tuple[Any, Any]:
+    """The two statements behind every metric point, built once per dialect.
+
+    Logging is the hot path of tracking: rebuilding the upsert per call cost more than the
+    database work itself (see benchmarks/tracking.py).
+    """
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    latest = (pg_insert if dialect == "postgresql" else sqlite_insert)(t.latest_metrics)
+    newer = or_(latest.excluded.step > t.latest_metrics.c.step,
+                and_(latest.excluded.step == t.latest_metrics.c.step,
+                     latest.excluded.timestamp >= t.latest_metrics.c.timestamp))
+    upsert = latest.on_conflict_do_update(
+        index_elements=["run_id", "key"],
+        set_={"value": latest.excluded.value, "step": latest.excluded.step,
+              "timestamp": latest.excluded.timestamp},
+        where=newer)
+    return t.metrics.insert(), upsert
 
 
 class Run:
@@ -150,17 +173,10 @@ class Run:
                          "timestamp": stamp})
         if not rows:
             return
-        latest = self.store.insert(t.latest_metrics)
-        newer = or_(latest.excluded.step > t.latest_metrics.c.step,
-                    and_(latest.excluded.step == t.latest_metrics.c.step,
-                         latest.excluded.timestamp >= t.latest_metrics.c.timestamp))
+        insert_points, upsert_latest = _metric_statements(self.store.dialect)
         with self.store.write() as conn:
-            conn.execute(t.metrics.insert(), rows)
-            conn.execute(latest.on_conflict_do_update(
-                index_elements=["run_id", "key"],
-                set_={"value": latest.excluded.value, "step": latest.excluded.step,
-                      "timestamp": latest.excluded.timestamp},
-                where=newer), rows)
+            conn.execute(insert_points, rows)
+            conn.execute(upsert_latest, rows)
         for row in rows:
             self._next_step[row["key"]] = max(self._next_step.get(row["key"], 0), row["step"] + 1)
 
