@@ -122,7 +122,7 @@ def digest_table(table: pa.Table) -> str:
     and of whatever bytes lie under null slots; hashed column by column, never copied whole.
 
     >>> import pandas as pd, polars as pl
-    >>> data = {"a": [1, None], "b": ["x", "y"]}
+    >>> data = {"a": [1.5, None], "b": ["x", "y"]}
     >>> digest_table(to_arrow(pd.DataFrame(data))) == digest_table(to_arrow(pl.DataFrame(data)))
     True
     """

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, literal, null, select, union_all
+from sqlalchemy import (Connection, Float, Text, bindparam, cast, literal, null, select,
+                        union_all)
 
 from prodml.store import tables as t
 from prodml.tracking.code_version import CodeVersion
@@ -85,12 +86,12 @@ _RUNS = (select(t.runs, t.experiments.c.name.label("experiment"))
          .where(t.runs.c.id.in_(_IDS)))
 _VALUES = union_all(  # params, tags and latest metrics in one round trip
     select(t.params.c.run_id, literal("p").label("kind"), t.params.c.key,
-           t.params.c.value.label("text"), null().label("number"))
+           t.params.c.value.label("text"), cast(null(), Float).label("number"))
     .where(t.params.c.run_id.in_(_IDS)),
-    select(t.tags.c.run_id, literal("t"), t.tags.c.key, t.tags.c.value, null())
+    select(t.tags.c.run_id, literal("t"), t.tags.c.key, t.tags.c.value, cast(null(), Float))
     .where(t.tags.c.run_id.in_(_IDS)),
-    select(t.latest_metrics.c.run_id, literal("m"), t.latest_metrics.c.key, null(),
-           t.latest_metrics.c.value)
+    select(t.latest_metrics.c.run_id, literal("m"), t.latest_metrics.c.key,
+           cast(null(), Text), t.latest_metrics.c.value)
     .where(t.latest_metrics.c.run_id.in_(_IDS)))
 _DATASETS = (select(t.run_inputs.c.run_id, t.run_inputs.c.context, t.datasets)
              .join(t.datasets, t.datasets.c.id == t.run_inputs.c.dataset_id)
