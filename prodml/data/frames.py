@@ -60,7 +60,10 @@ def to_arrow(data: Any) -> pa.Table:
         import pandas as pd
         if isinstance(data, pd.Series):
             data = data.to_frame()
-        return pa.Table.from_pandas(data, preserve_index=False)
+        try:
+            return pa.Table.from_pandas(data, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise _mixed_types_error(data, exc) from None
     if module == "polars":
         import polars as pl
         if isinstance(data, pl.Series):
@@ -79,6 +82,19 @@ def to_arrow(data: Any) -> pa.Table:
         return pa.Table.from_pylist(data)
     raise InvalidInputError("data", type(data).__name__, "must be a pandas/Polars DataFrame, an "
                             "Arrow table, a NumPy array, a dict of columns or a file path")
+
+
+def _mixed_types_error(frame: Any, exc: Exception) -> InvalidInputError:
+    import pandas as pd
+
+    for name in frame.columns:
+        kinds = pd.api.types.infer_dtype(frame[name], skipna=True)
+        if kinds.startswith("mixed"):
+            found = sorted({type(v).__name__ for v in frame[name].dropna().head(10_000)})
+            return InvalidInputError(f"column {name!r}", "mixed types",
+                                     "a column must hold one type; found " + ", ".join(found))
+    return InvalidInputError("data", type(frame).__name__, "cannot be converted to Arrow: "
+                             + str(exc).splitlines()[0])
 
 
 def logical_type(arrow_type: pa.DataType) -> str:
