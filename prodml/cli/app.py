@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from prodml.cli import models, runs
+from prodml.cli.profile import profile_command
 from prodml.cli.output import console, errors, print_json
 from prodml.errors import ProdmlError, QuerySyntaxError
 
@@ -18,6 +19,7 @@ app = typer.Typer(name="prodml", no_args_is_help=True, pretty_exceptions_enable=
                   context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.command("profile")(profile_command)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
