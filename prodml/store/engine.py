@@ -12,20 +12,21 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (ArgumentError, DatabaseError, DBAPIError, InterfaceError,
+                            NoSuchModuleError, OperationalError)
 
 from prodml.errors import StoreUnavailableError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest revision in migrations/versions; a test checks it against Alembic's own view.
+HEAD_REVISION = "0001"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _PG_MIGRATION_LOCK = 7_201_734_551  # any fixed bigint: the advisory lock key for migrations
 
@@ -36,37 +37,47 @@ def open_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise StoreUnavailableError(url, f"not a database URL ({exc})") from None
+    shown = _safe(url)  # messages name the URL, never its password
     if parsed.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(url, parsed.database)
+        engine = _sqlite_engine(url, shown, parsed.database)
     elif parsed.get_backend_name() == "postgresql":
         try:
             engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
         except (NoSuchModuleError, ArgumentError) as exc:
-            raise StoreUnavailableError(url, str(exc)) from None
+            raise StoreUnavailableError(shown, str(exc)) from None
     else:
-        raise StoreUnavailableError(url, f"unsupported backend {parsed.get_backend_name()!r}; "
-                                         "use sqlite:/// or postgresql+psycopg://")
+        raise StoreUnavailableError(shown, f"unsupported backend {parsed.get_backend_name()!r}; "
+                                           "use sqlite:/// or postgresql+psycopg://")
     _dispose_in_forked_children(engine)
     try:
         migrate(engine)
-    except OperationalError as exc:
+    except DBAPIError as exc:
+        if not _cannot_open(exc):
+            raise
         engine.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise StoreUnavailableError(_safe(url), reason) from None
+        raise StoreUnavailableError(shown, describe_error(exc)) from None
     return engine
+
+
+def _cannot_open(exc: DBAPIError) -> bool:
+    # Connection failures, and the plain DatabaseError SQLite raises for a file that is not a
+    # database ("file is not a database"); a ProgrammingError or IntegrityError is a bug.
+    return isinstance(exc, (OperationalError, InterfaceError)) or type(exc) is DatabaseError
 
 
 def _safe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _sqlite_engine(url: str, database: str | None) -> Engine:
+def _sqlite_engine(url: str, shown: str, database: str | None) -> Engine:
     if database and database != ":memory:":
         folder = Path(database).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreUnavailableError(url, f"cannot create folder {folder}: {exc.strerror}") from None
+            raise StoreUnavailableError(shown, f"cannot create folder {folder}: {exc.strerror}"
+                                        ) from None
+        _switch_to_wal(shown, database)
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -89,6 +100,45 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
     return engine
 
 
+def _switch_to_wal(shown: str, database: str) -> None:
+    # Turning a new file to WAL needs an exclusive lock, and SQLite answers "database is
+    # locked" at once, without waiting on the busy timeout, when another connection holds or
+    # wants a lock on the same new file (many processes opening a new store together). So the
+    # switch (persistent, once made) happens before any connection opens, under the store's
+    # file lock, retried until the busy timeout; a file already in WAL mode skips all this.
+    if _is_wal(database):
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    try:
+        with _file_lock(database):
+            while True:
+                conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                finally:
+                    conn.close()
+                time.sleep(0.02)
+    except sqlite3.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreUnavailableError(shown, reason) from None
+    except OSError as exc:
+        raise StoreUnavailableError(shown, f"cannot lock {database}: {exc.strerror}") from None
+
+
+def _is_wal(database: str) -> bool:
+    # The header's read and write format versions (bytes 18 and 19) are 2 in WAL mode.
+    try:
+        with open(database, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return header[:16] == b"SQLite format 3\x00" and header[18:20] == b"\x02\x02"
+
+
 def _number_or_none(text_value: object) -> float | None:
     try:
         return float(text_value)  # type: ignore[arg-type]
@@ -109,14 +159,11 @@ def write(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def _alembic_config(conn: Connection) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = conn
-    return cfg
-
-
 def head_revision() -> str:
+    """The newest migration, as Alembic sees it (imports Alembic: use only when migrating)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     head = ScriptDirectory.from_config(cfg).get_current_head()
@@ -125,20 +172,31 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The revision recorded in the database (``None`` for an empty one)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def migrate(engine: Engine) -> None:
-    """Upgrade to the latest revision, once, even when many processes open the store at once."""
-    head = head_revision()
-    if current_revision(engine) == head:
+    """Upgrade to the latest revision, once, even when many processes open the store at once.
+
+    The common case (already at head) costs one query and never imports Alembic.
+    """
+    if current_revision(engine) == HEAD_REVISION:
         return
+    from alembic import command
+    from alembic.config import Config
+
     with _migration_lock(engine):
-        if current_revision(engine) == head:  # another process migrated while we waited
+        if current_revision(engine) == HEAD_REVISION:  # migrated while we waited
             return
         with engine.connect() as conn:
-            command.upgrade(_alembic_config(conn), "head")
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
             conn.commit()
 
 
@@ -158,14 +216,22 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
         if not database or database == ":memory:":
             yield
             return
-        with open(f"{database}.migrate.lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with _file_lock(database):
+            yield
+
+
+@contextlib.contextmanager
+def _file_lock(database: str) -> Iterator[None]:
+    """An exclusive lock, across processes, on a lock file beside a SQLite database."""
+    with open(f"{database}.migrate.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def describe_error(exc: DBAPIError) -> str:
     """The first line of a driver error, for one-line messages."""
-    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    text = str(exc.orig if exc.orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc.orig or exc).__name__
