@@ -17,6 +17,8 @@ class ProdmlError(Exception):
     "run 'abc123' not found"
     >>> e.to_dict()["field"]
     'run'
+    >>> import pickle; str(pickle.loads(pickle.dumps(e)))
+    "run 'abc123' not found"
     """
 
     exit_code = 1
@@ -29,9 +31,23 @@ class ProdmlError(Exception):
         self.value = value
         self.rule = rule
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other constructor arguments; rebuild from the finished fields so
+        # errors cross process boundaries (multiprocessing, Dask workers) intact.
+        return (_rebuild, (type(self), self.message, self.field, self.value, self.rule,
+                           dict(self.__dict__)))
+
     def to_dict(self) -> dict[str, Any]:
         return {"error": type(self).__name__, "message": self.message, "field": self.field,
                 "value": None if self.value is None else str(self.value), "rule": self.rule}
+
+
+def _rebuild(kind: type, message: str, field: Any, value: Any, rule: Any,
+             state: dict[str, Any]) -> ProdmlError:
+    error = Exception.__new__(kind)
+    ProdmlError.__init__(error, message, field=field, value=value, rule=rule)
+    error.__dict__.update(state)
+    return error
 
 
 class NotFoundError(ProdmlError):

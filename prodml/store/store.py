@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
 from prodml.config import Settings
-from prodml.store.artifacts import ArtifactStore
+from prodml.store.artifacts import ArtifactStore, Blob
 from prodml.store.engine import current_revision, open_engine, write
 
 
@@ -57,6 +57,15 @@ class Store:
     def insert(self, table: Table):  # type: ignore[no-untyped-def]
         """An INSERT that supports ``on_conflict_do_*`` on both backends."""
         return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+
+    def record_artifact(self, conn: Connection, blob: "Blob", media_type: str | None = None
+                        ) -> None:
+        """Make the artifacts table know a blob already written to the artifact store."""
+        from prodml.store import tables
+
+        conn.execute(self.insert(tables.artifacts).values(
+            sha256=blob.sha256, uri=blob.uri, size=blob.size, media_type=media_type,
+            created_at=now_ms()).on_conflict_do_nothing(index_elements=["sha256"]))
 
     def revision(self) -> str | None:
         return current_revision(self.engine)

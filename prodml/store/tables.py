@@ -116,6 +116,7 @@ datasets = Table(
     Column("num_columns", Integer, nullable=False),
     Column("schema", JSON, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("profile_sha256", String(64)),  # artifact: the dataset's Profile bytes (0002)
 )
 
 run_inputs = Table(
@@ -146,6 +147,7 @@ model_versions = Table(
     Column("run_id", String(32), ForeignKey("runs.id")),
     Column("description", Text),
     Column("created_at", BigInteger, nullable=False),
+    Column("profile_sha256", String(64)),  # artifact: training-data Profile (0002)
     UniqueConstraint("model_name", "version", name="uq_model_versions_name_version"),
 )
 

@@ -27,6 +27,7 @@ class DatasetRecord:
     num_columns: int
     schema: list[dict[str, Any]]
     context: str | None = None
+    profile_sha256: str | None = None  # the stored Profile (see pm.runs.dataset_profile)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,7 +131,8 @@ def dataset_record(row: Any, context: str | None = None) -> DatasetRecord:
     return DatasetRecord(id=row["id"], digest=row["digest"], name=row["name"],
                          source=row["source"], source_type=row["source_type"],
                          num_rows=row["num_rows"], num_columns=row["num_columns"],
-                         schema=row["schema"], context=context)
+                         schema=row["schema"], context=context,
+                         profile_sha256=row["profile_sha256"])
 
 
 def _run_record(info: dict[str, Any]) -> RunRecord:

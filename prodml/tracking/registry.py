@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from prodml.data.profile import Profile, profile
 from prodml.errors import InvalidInputError, NotFoundError
 from prodml.store import Store, get_store, now_ms
 from prodml.store import tables as t
@@ -55,6 +56,7 @@ class ModelVersion:
     tags: dict[str, str] = field(default_factory=dict)
     datasets: tuple[DatasetRecord, ...] = ()
     flavor_options: dict[str, Any] = field(default_factory=dict)
+    profile_sha256: str | None = None  # training-data profile (see training_profile)
 
     @property
     def ref(self) -> str:
@@ -68,7 +70,8 @@ class ModelVersion:
                 "signature": self.signature.to_dict() if self.signature else None,
                 "run_id": self.run_id, "description": self.description,
                 "created_at": self.created_at, "aliases": list(self.aliases),
-                "tags": dict(self.tags), "datasets": [d.to_dict() for d in self.datasets]}
+                "tags": dict(self.tags), "datasets": [d.to_dict() for d in self.datasets],
+                "profile_sha256": self.profile_sha256}
 
 
 def _check_name(kind: str, value: Any) -> str:
@@ -98,25 +101,30 @@ def _run_id_of(run: Any) -> str | None:
     return run if isinstance(run, str) else run.id
 
 
-def _train_schema(store: Store, run_id: str | None) -> list[dict[str, Any]] | None:
+def _train_dataset(store: Store, run_id: str | None) -> tuple[Any, str | None]:
+    """Schema and profile digest of the run's ``train`` dataset (``(None, None)`` if none)."""
     if run_id is None:
-        return None
+        return None, None
     with store.read() as conn:
-        return conn.execute(select(t.datasets.c.schema)
-                            .join(t.run_inputs, t.run_inputs.c.dataset_id == t.datasets.c.id)
-                            .where(t.run_inputs.c.run_id == run_id,
-                                   t.run_inputs.c.context == "train")).scalar()
+        row = conn.execute(select(t.datasets.c.schema, t.datasets.c.profile_sha256)
+                           .join(t.run_inputs, t.run_inputs.c.dataset_id == t.datasets.c.id)
+                           .where(t.run_inputs.c.run_id == run_id,
+                                  t.run_inputs.c.context == "train")).first()
+    return (row[0], row[1]) if row else (None, None)
 
 
 def register(name: str, model: Any, *, run: Any = None, signature: Any = None,
              input_example: Any = None, flavor: str | None = None,
              serialization: str | None = None, trusted: list[str] | None = None,
              description: str | None = None, tags: dict[str, Any] | None = None,
-             aliases: list[str] | None = None, store: Store | None = None) -> ModelVersion:
+             aliases: list[str] | None = None, training_data: Any = None,
+             store: Store | None = None) -> ModelVersion:
     """Store ``model`` as the next version of ``name`` and return that version.
 
     The signature is, in order: ``signature`` as given, inferred from ``input_example``, or
-    the model's ``feature_names_in_`` typed by the run's ``train`` dataset.
+    the model's ``feature_names_in_`` typed by the run's ``train`` dataset. The version
+    carries the profile of its training data: ``training_data`` (data or a Profile) when
+    given, else the profile of the run's ``train`` dataset.
     """
     store = store or get_store()
     _check_name("model name", name)
@@ -126,22 +134,28 @@ def register(name: str, model: Any, *, run: Any = None, signature: Any = None,
     if run_id is not None:
         from prodml.tracking.runs import get as get_run
         run_id = get_run(run_id, store=store).id
+    train_schema, profile_sha = _train_dataset(store, run_id)
     if signature is not None:
         sig: Signature | None = as_signature(signature)
     elif input_example is not None:
         sig = Signature.from_data(input_example)
     else:
-        sig = from_model_and_schema(model, _train_schema(store, run_id))
+        sig = from_model_and_schema(model, train_schema)
+    profile_blob = None
+    if training_data is not None:
+        given = (training_data if isinstance(training_data, Profile)
+                             else profile(training_data))
+        profile_blob = store.artifacts.put_bytes(given.to_bytes())
+        profile_sha = profile_blob.sha256
     packed = flavors.serialize(model, flavor, serialization, trusted)
     blob = store.artifacts.put_bytes(packed.data)
     created = now_ms()
     for _attempt in range(20):  # concurrent registrations race for the next number
         try:
             with store.write() as conn:
-                conn.execute(store.insert(t.artifacts).values(
-                    sha256=blob.sha256, uri=blob.uri, size=blob.size,
-                    media_type=f"application/x-prodml-{packed.serialization}",
-                    created_at=created).on_conflict_do_nothing(index_elements=["sha256"]))
+                store.record_artifact(conn, blob, f"application/x-prodml-{packed.serialization}")
+                if profile_blob is not None:
+                    store.record_artifact(conn, profile_blob, "application/x-prodml-profile")
                 conn.execute(store.insert(t.registered_models).values(
                     name=name, created_at=created).on_conflict_do_nothing(
                     index_elements=["name"]))
@@ -153,7 +167,7 @@ def register(name: str, model: Any, *, run: Any = None, signature: Any = None,
                     serialization=packed.serialization, flavor_options=packed.options,
                     model_class=flavors.model_class(model), artifact_sha256=blob.sha256,
                     signature=sig.to_dict() if sig else None, run_id=run_id,
-                    description=description, created_at=created)
+                    description=description, created_at=created, profile_sha256=profile_sha)
                 ).inserted_primary_key[0]
                 if tags:
                     conn.execute(t.model_version_tags.insert(), [
@@ -250,8 +264,19 @@ def _versions(conn: Any, where: Any) -> list[ModelVersion]:
         signature=Signature.from_dict(r["signature"]) if r["signature"] else None,
         run_id=r["run_id"], description=r["description"], created_at=r["created_at"],
         aliases=tuple(aliases.get((r["model_name"], r["version"]), [])), tags=tags[r["id"]],
-        datasets=tuple(datasets.get(r["run_id"], [])), flavor_options=r["flavor_options"] or {})
+        datasets=tuple(datasets.get(r["run_id"], [])), flavor_options=r["flavor_options"] or {},
+        profile_sha256=r["profile_sha256"])
         for r in rows]
+
+
+def training_profile(ref: str, *, store: Store | None = None) -> Profile:
+    """The profile of the data a version was trained on (what monitoring compares with)."""
+    store = store or get_store()
+    version = get(ref, store=store)
+    if version.profile_sha256 is None:
+        raise NotFoundError("training profile", version.ref, "register with training_data= "
+                            "or log the run's train dataset with profile=True")
+    return Profile.from_bytes(store.artifacts.get_bytes(version.profile_sha256))
 
 
 def load(ref: str, *, store: Store | None = None) -> Any:

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 
 from prodml.data.frames import column_schema, digest_file, digest_table, to_arrow
+from prodml.data.profile import Profile, profile_table
 from prodml.errors import InvalidInputError, NotFoundError, ParamChangedError
 from prodml.store import Store, get_store, now_ms
 from prodml.store import tables as t
@@ -182,11 +183,13 @@ class Run:
 
     # -- datasets and artifacts ---------------------------------------------------------------
     def log_dataset(self, data: Any, context: str = "train", name: str | None = None,
-                    source: str | None = None) -> DatasetRecord:
+                    source: str | None = None, profile: bool = True) -> DatasetRecord:
         """Record a dataset version used by this run: digest, source, row count and schema.
 
         ``data`` is a DataFrame (pandas, Polars), an Arrow table or a file path. A path is
-        digested by its bytes; a frame by its Arrow content.
+        digested by its bytes; a frame by its Arrow content. With ``profile=True`` (default)
+        the dataset's :class:`~prodml.data.profile.Profile` is stored too, once per version:
+        it is what monitoring later compares live traffic against.
         """
         _check_key("dataset context", context)
         if isinstance(data, (str, os.PathLike)):
@@ -201,11 +204,26 @@ class Run:
             source = source or f"{source_type}.{type(data).__name__} in memory"
             name = name or f"{self.experiment}-{context}"
         schema = column_schema(table)
+        with self.store.read() as conn:
+            known = conn.execute(select(t.datasets.c.profile_sha256)
+                                 .where(t.datasets.c.digest == digest)).first()
+        profile_sha = known[0] if known else None
+        profile_blob = None
+        if profile and profile_sha is None and table.num_columns:
+            profile_blob = self.store.artifacts.put_bytes(profile_table(table).to_bytes())
+            profile_sha = profile_blob.sha256
         with self.store.write() as conn:
+            if profile_blob is not None:
+                self.store.record_artifact(conn, profile_blob, "application/x-prodml-profile")
             conn.execute(self.store.insert(t.datasets).values(
                 digest=digest, name=name, source=source, source_type=source_type,
                 num_rows=table.num_rows, num_columns=table.num_columns, schema=schema,
-                created_at=now_ms()).on_conflict_do_nothing(index_elements=["digest"]))
+                created_at=now_ms(), profile_sha256=profile_sha
+            ).on_conflict_do_nothing(index_elements=["digest"]))
+            if profile_sha is not None:
+                conn.execute(update(t.datasets).where(t.datasets.c.digest == digest,
+                                                      t.datasets.c.profile_sha256.is_(None))
+                             .values(profile_sha256=profile_sha))
             row = conn.execute(select(t.datasets).where(t.datasets.c.digest == digest)
                                ).mappings().one()
             conn.execute(self.store.insert(t.run_inputs).values(
@@ -233,9 +251,7 @@ class Run:
 
     def _store_blob(self, path: str, blob: Any, media_type: str | None = None) -> ArtifactRecord:
         with self.store.write() as conn:
-            conn.execute(self.store.insert(t.artifacts).values(
-                sha256=blob.sha256, uri=blob.uri, size=blob.size, media_type=media_type,
-                created_at=now_ms()).on_conflict_do_nothing(index_elements=["sha256"]))
+            self.store.record_artifact(conn, blob, media_type)
             stmt = self.store.insert(t.run_artifacts).values(run_id=self.id, path=path,
                                                              sha256=blob.sha256)
             conn.execute(stmt.on_conflict_do_update(index_elements=["run_id", "path"],
@@ -268,6 +284,18 @@ class Run:
         else:
             text = "".join(traceback.format_exception(exc_type, exc, tb))
             self.end("FAILED", f"{exc_type.__name__}: {exc}\n\n{text}")
+
+
+def dataset_profile(dataset: DatasetRecord | str, *, store: Store | None = None) -> Profile:
+    """The stored profile of a dataset version (a record, or its digest)."""
+    store = store or get_store()
+    digest = dataset if isinstance(dataset, str) else dataset.digest
+    with store.read() as conn:
+        sha = conn.execute(select(t.datasets.c.profile_sha256)
+                           .where(t.datasets.c.digest == digest)).scalar()
+    if sha is None:
+        raise NotFoundError("dataset profile", digest, "log the dataset with profile=True")
+    return Profile.from_bytes(store.artifacts.get_bytes(sha))
 
 
 def start_run(experiment: str = "default", params: Mapping[str, Any] | None = None,
