@@ -143,8 +143,7 @@ def register(name: str, model: Any, *, run: Any = None, signature: Any = None,
         sig = from_model_and_schema(model, train_schema)
     profile_blob = None
     if training_data is not None:
-        given = (training_data if isinstance(training_data, Profile)
-                             else profile(training_data))
+        given = training_data if isinstance(training_data, Profile) else profile(training_data)
         profile_blob = store.artifacts.put_bytes(given.to_bytes())
         profile_sha = profile_blob.sha256
     packed = flavors.serialize(model, flavor, serialization, trusted)
