@@ -7,6 +7,9 @@
 [0.91]
 """
 
+from prodml.data.profile import Profile, profile
+from prodml.data.schema import ColumnSchema, Schema, infer_schema
+from prodml.data.validate import Anomaly, ValidationResult, validate
 from prodml.errors import (ArtifactIntegrityError, InvalidInputError, NotFoundError,
                            ParamChangedError, ProdmlError, QuerySyntaxError,
                            StoreUnavailableError)
@@ -18,6 +21,7 @@ from prodml.tracking.signature import Signature
 
 __version__ = "0.1.0"
 
-__all__ = ["ArtifactIntegrityError", "InvalidInputError", "NotFoundError", "ParamChangedError",
+__all__ = ["Anomaly", "ColumnSchema", "Profile", "Schema", "ValidationResult", "infer_schema",
+           "profile", "validate", "ArtifactIntegrityError", "InvalidInputError", "NotFoundError", "ParamChangedError",
            "ProdmlError", "QuerySyntaxError", "Run", "Signature", "Store",
            "StoreUnavailableError", "get_store", "models", "open_store", "runs", "start_run"]

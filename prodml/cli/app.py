@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from prodml.cli import models, runs
+from prodml.cli import schema as schema_cli
 from prodml.cli.profile import profile_command
 from prodml.cli.output import console, errors, print_json
 from prodml.errors import ProdmlError, QuerySyntaxError
@@ -20,6 +21,8 @@ app = typer.Typer(name="prodml", no_args_is_help=True, pretty_exceptions_enable=
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.command("profile")(profile_command)
+app.add_typer(schema_cli.app, name="schema")
+app.command("validate")(schema_cli.validate_command)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
