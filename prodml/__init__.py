@@ -9,6 +9,7 @@
 
 from prodml.data.profile import Profile, profile
 from prodml.data.schema import ColumnSchema, Schema, infer_schema
+from prodml.data.split import SplitResult, SplitWarning, split
 from prodml.data.validate import Anomaly, ValidationResult, validate
 from prodml.errors import (ArtifactIntegrityError, InvalidInputError, NotFoundError,
                            ParamChangedError, ProdmlError, QuerySyntaxError,
@@ -22,6 +23,6 @@ from prodml.tracking.signature import Signature
 __version__ = "0.1.0"
 
 __all__ = ["Anomaly", "ColumnSchema", "Profile", "Schema", "ValidationResult", "infer_schema",
-           "profile", "validate", "ArtifactIntegrityError", "InvalidInputError", "NotFoundError", "ParamChangedError",
+           "profile", "validate", "SplitResult", "SplitWarning", "split", "ArtifactIntegrityError", "InvalidInputError", "NotFoundError", "ParamChangedError",
            "ProdmlError", "QuerySyntaxError", "Run", "Signature", "Store",
            "StoreUnavailableError", "get_store", "models", "open_store", "runs", "start_run"]

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from prodml.cli import models, runs
 from prodml.cli import schema as schema_cli
+from prodml.cli import split as split_cli
 from prodml.cli.profile import profile_command
 from prodml.cli.output import console, errors, print_json
 from prodml.errors import ProdmlError, QuerySyntaxError
@@ -23,6 +24,7 @@ app.add_typer(models.app, name="models")
 app.command("profile")(profile_command)
 app.add_typer(schema_cli.app, name="schema")
 app.command("validate")(schema_cli.validate_command)
+app.command("split")(split_cli.split_command)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
