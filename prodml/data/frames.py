@@ -1,6 +1,9 @@
 """Accept pandas, Polars, Arrow, NumPy or a file path at the edge; work in Arrow inside.
 
 ``to_arrow`` is the one door data comes through, so every other part handles one type.
+``read_table`` is the same door for validation, held open for pandas columns that mix Python
+types (Arrow cannot store them): they come through as text, and are named, so that a check
+can report them instead of failing on them.
 """
 
 from __future__ import annotations
@@ -85,18 +88,119 @@ def to_arrow(data: Any) -> pa.Table:
 
 
 def _mixed_types_error(frame: Any, exc: Exception) -> InvalidInputError:
+    for name in frame.columns:
+        if _arrow_column(frame[name]) is None:
+            column = MixedColumn(str(name), frame[name])
+            if len(column.kinds) > 1:  # one type Arrow cannot hold is no mix: see below
+                return InvalidInputError(f"column {name!r}", "mixed types",
+                                         "a column must hold one type; found "
+                                         + ", ".join(sorted(t.__name__ for t in column.kinds)))
+    return InvalidInputError("data", type(frame).__name__, "cannot be converted to Arrow: "
+                             + _first_line(exc))
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0]
+
+
+def unreadable(path: str | os.PathLike[str], exc: Exception) -> InvalidInputError:
+    """The error for a data file that is there but cannot be parsed."""
+    return InvalidInputError("data", os.fspath(path), "cannot be read: " + _first_line(exc))
+
+
+# -- tolerant reading (validation) ------------------------------------------------------------
+class MixedColumn:
+    """A pandas object column holding more than one Python type (Arrow cannot store it).
+
+    It travels as text so that the other checks still run; ``types`` holds each value's
+    Python type (NaN/None where missing) for the type check's evidence, ``kinds`` the
+    distinct ones and ``seen`` how often each appears, in words.
+
+    >>> import pandas as pd
+    >>> MixedColumn("id", pd.Series([1, "two", 3, None])).seen
+    'int (2), str (1)'
+    """
+
+    def __init__(self, name: str, values: Any) -> None:
+        self.name = name
+        self.types = values.map(type, na_action="ignore")  # C loop over Python objects
+        counts = self.types.value_counts()
+        self.kinds = tuple(counts.index)
+        self.seen = ", ".join(f"{t.__name__} ({n})" for t, n in counts.items())
+
+
+def read_table(data: Any) -> tuple[pa.Table, dict[str, MixedColumn]]:
+    """An Arrow table of ``data``, and the pandas columns that mixed Python types.
+
+    Errors reading a file become :class:`InvalidInputError` naming the file; a pandas column
+    mixing types (say ints and strings) becomes a text column reported in the second value.
+
+    >>> import pandas as pd
+    >>> table, mixed = read_table(pd.DataFrame({"id": [1, "two"], "x": [0.5, 1.5]}))
+    >>> table.schema.types, mixed["id"].seen
+    ([DataType(string), DataType(double)], 'int (1), str (1)')
+    """
+    try:
+        return _without_views(to_arrow(data)), {}
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
+            InvalidInputError) as exc:
+        if isinstance(data, (str, os.PathLike)):
+            if isinstance(exc, InvalidInputError):
+                raise
+            raise unreadable(data, exc) from None
+        frame = _as_pandas(data)
+        if frame is None:
+            if isinstance(exc, InvalidInputError):
+                raise
+            raise InvalidInputError("data", type(data).__name__, "cannot be converted to "
+                                    "Arrow: " + _first_line(exc)) from None
+    return _mixed_table(frame)
+
+
+def _as_pandas(data: Any) -> Any:
     import pandas as pd
 
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, pd.Series):
+        return data.to_frame()
+    if isinstance(data, dict) or (isinstance(data, list) and data
+                                  and all(isinstance(r, dict) for r in data)):
+        return pd.DataFrame(data)
+    return None
+
+
+def _arrow_column(series: Any) -> pa.ChunkedArray | None:
+    """One pandas column as Arrow, or None where Arrow cannot hold its values as one type."""
+    try:
+        return pa.Table.from_pandas(series.to_frame(), preserve_index=False).column(0)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+
+
+def _mixed_table(frame: Any) -> tuple[pa.Table, dict[str, MixedColumn]]:
+    arrays, names, mixed = [], [], {}
     for name in frame.columns:
-        kinds = pd.api.types.infer_dtype(frame[name], skipna=True)
-        if kinds.startswith("mixed"):
-            found = sorted({type(v).__name__ for v in frame[name].dropna().head(10_000)})
-            return InvalidInputError(f"column {name!r}", "mixed types",
-                                     "a column must hold one type; found " + ", ".join(found))
-    return InvalidInputError("data", type(frame).__name__, "cannot be converted to Arrow: "
-                             + str(exc).splitlines()[0])
+        series = frame[name]
+        array = _arrow_column(series)
+        if array is None:
+            mixed[str(name)] = MixedColumn(str(name), series)
+            array = pa.array(series.astype(str).where(series.notna(), None), type=pa.string())
+        arrays.append(array)
+        names.append(str(name))
+    return _without_views(pa.table(arrays, names=names)), mixed
 
 
+def _without_views(table: pa.Table) -> pa.Table:
+    # View types (newer Polars) are read like their plain counterparts.
+    views = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
+    if not any(f.type in views for f in table.schema):
+        return table
+    return table.cast(pa.schema([pa.field(f.name, views.get(f.type, f.type))
+                                 for f in table.schema]))
+
+
+# -- types and digests ------------------------------------------------------------------------
 def logical_type(arrow_type: pa.DataType) -> str:
     """The portable type name prodml records for an Arrow type.
 

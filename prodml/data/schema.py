@@ -31,7 +31,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
-from prodml.data.frames import to_arrow
+from prodml.data.frames import read_table, unreadable
 from prodml.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -324,7 +324,7 @@ class Schema(BaseModel):
         # private field goes through __getattr__ and would cost more than the checks.
         checker = self.__pydantic_private__["_checker"]
         if checker is None:
-            from prodml.data.validate import RecordChecker  # validate imports this module
+            from prodml.data.records import RecordChecker  # records imports this module
 
             checker = self._checker = RecordChecker(self)
         return checker(record)
@@ -398,81 +398,6 @@ def _readable(exc: ValidationError, source: str) -> InvalidInputError:
     return InvalidInputError(field, value, rule)
 
 
-# -- reading data --------------------------------------------------------------------------
-class MixedColumn:
-    """A pandas object column holding more than one Python type (Arrow cannot store it).
-
-    It travels as text so that the other checks still run; ``types`` holds each value's
-    Python type (NaN/None where missing) for the type check's evidence.
-    """
-
-    def __init__(self, name: str, values: Any) -> None:
-        self.name = name
-        self.types = values.map(type, na_action="ignore")  # C loop over Python objects
-        counts = self.types.value_counts()
-        self.seen = ", ".join(f"{t.__name__} ({n})" for t, n in counts.items())
-
-
-def read_table(data: Any) -> tuple[pa.Table, dict[str, MixedColumn]]:
-    """An Arrow table of ``data``, and the object columns that mixed Python types.
-
-    Errors reading a file become :class:`InvalidInputError` naming the file; a pandas column
-    mixing types (say ints and strings) becomes a text column reported in the second value.
-    """
-    try:
-        return _plain(to_arrow(data)), {}
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
-            InvalidInputError) as exc:
-        if isinstance(data, (str, os.PathLike)):
-            if isinstance(exc, InvalidInputError):
-                raise
-            raise InvalidInputError("data", os.fspath(data), "cannot be read: "
-                                    + str(exc).splitlines()[0]) from None
-        frame = _as_pandas(data)
-        if frame is None:
-            if isinstance(exc, InvalidInputError):
-                raise
-            raise InvalidInputError("data", type(data).__name__, "cannot be converted to "
-                                    "Arrow: " + str(exc).splitlines()[0]) from None
-    return _mixed_table(frame)
-
-
-def _as_pandas(data: Any) -> Any:
-    import pandas as pd
-
-    if isinstance(data, pd.DataFrame):
-        return data
-    if isinstance(data, pd.Series):
-        return data.to_frame()
-    if isinstance(data, dict) or (isinstance(data, list) and data
-                                  and all(isinstance(r, dict) for r in data)):
-        return pd.DataFrame(data)
-    return None
-
-
-def _mixed_table(frame: Any) -> tuple[pa.Table, dict[str, MixedColumn]]:
-    arrays, names, mixed = [], [], {}
-    for name in frame.columns:
-        series = frame[name]
-        try:
-            array = pa.Table.from_pandas(series.to_frame(), preserve_index=False).column(0)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            mixed[str(name)] = MixedColumn(str(name), series)
-            array = pa.array(series.astype(str).where(series.notna(), None), type=pa.string())
-        arrays.append(array)
-        names.append(str(name))
-    return _plain(pa.table(arrays, names=names)), mixed
-
-
-def _plain(table: pa.Table) -> pa.Table:
-    # View types (newer Polars) are read like their plain counterparts.
-    views = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
-    if not any(f.type in views for f in table.schema):
-        return table
-    return table.cast(pa.schema([pa.field(f.name, views.get(f.type, f.type))
-                                 for f in table.schema]))
-
-
 # -- inference -----------------------------------------------------------------------------
 def infer_schema(data: Any, *, max_categories: int = 50, range_margin: float = 0.1,
                  presence_margin: float = 0.05, min_rows: int = 1) -> Schema:
@@ -504,8 +429,7 @@ def infer_schema(data: Any, *, max_categories: int = 50, range_margin: float = 0
             try:
                 data = profile(data)
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise InvalidInputError("data", os.fspath(data), "cannot be read: "
-                                        + str(exc).splitlines()[0]) from None
+                raise unreadable(data, exc) from None
         else:
             table, mixed = read_table(data)
             if mixed:

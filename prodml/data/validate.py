@@ -19,6 +19,9 @@ unexpected_category error   values outside ``categories``
 string_length      warning  lengths outside [``min_length``, ``max_length``]
 ================== ======== =================================================================
 
+One record at a time (request-time checks) is :mod:`prodml.data.records`; it reports the same
+:class:`Anomaly` kinds.
+
 >>> import pandas as pd
 >>> from prodml.data.schema import infer_schema
 >>> schema = infer_schema(pd.DataFrame({"age": [20, 30, 40, 50]}))
@@ -37,14 +40,14 @@ import html
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from prodml.data.frames import logical_type
-from prodml.data.schema import TEXT, ColumnSchema, MixedColumn, Schema, _utc, read_table
+from prodml.data.frames import MixedColumn, logical_type, read_table
+from prodml.data.schema import TEXT, ColumnSchema, Schema
 from prodml.errors import InvalidInputError
 
 EXAMPLES = 5
@@ -396,29 +399,45 @@ def _range(name: str, values: pa.Array, rules: ColumnSchema, rows: int) -> list[
         values = values.cast(pa.float64())
     elif not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
         return []
-    outside = pa.array(np.zeros(len(values), dtype=bool))
-    if low is not None:
-        outside = pc.or_(outside, pc.less(values, low))
-    if high is not None:
-        outside = pc.or_(outside, pc.greater(values, high))
+    outside = _outside(values, low, high)
     if pa.types.is_floating(values.type):
         outside = pc.and_(outside, pc.is_finite(values))
     mask = _mask(outside)
     if not mask.any():
         return []
-    seen = pc.min_max(pc.filter(values, pa.array(mask)))
     ev = _evidence(mask, values, rows, rules.pii, min_value=rules.min_value,
-                   max_value=rules.max_value, min_seen=seen["min"].as_py(),
-                   max_seen=seen["max"].as_py())
-    bounds = f"[{_bound(rules.min_value, '-inf')}, {_bound(rules.max_value, 'inf')}]"
+                   max_value=rules.max_value, **_seen(values, mask))
+    bounds = interval(rules.min_value, rules.max_value)
     span = "" if rules.pii else (f" (from {_jsonable(ev['min_seen'])} to "
                                  f"{_jsonable(ev['max_seen'])})")
     return [_anomaly(name, "out_of_range", f"Column {name!r} has {_share(ev['count'], rows)} "
                      f"outside {bounds}{span}.", ev)]
 
 
-def _bound(value: Any, open_end: str) -> str:
-    return open_end if value is None else str(_jsonable(value))
+def _outside(values: pa.Array, low: Any, high: Any) -> pa.Array:
+    """Where ``values`` fall below ``low`` or above ``high`` (None: that end is open)."""
+    outside = pa.array(np.zeros(len(values), dtype=bool))
+    if low is not None:
+        outside = pc.or_(outside, pc.less(values, low))
+    if high is not None:
+        outside = pc.or_(outside, pc.greater(values, high))
+    return outside
+
+
+def _seen(values: pa.Array, mask: np.ndarray) -> dict[str, Any]:
+    """The least and greatest of the masked values, as evidence."""
+    seen = pc.min_max(pc.filter(values, pa.array(mask)))
+    return {"min_seen": seen["min"].as_py(), "max_seen": seen["max"].as_py()}
+
+
+def interval(low: Any, high: Any, lowest: str = "-inf") -> str:
+    """A closed range as messages show it; a missing end is ``lowest`` or ``inf``.
+
+    >>> interval(18, None), interval(None, 2.5), interval(None, 10, lowest="0")
+    ('[18, inf]', '[-inf, 2.5]', '[0, 10]')
+    """
+    return (f"[{lowest if low is None else _jsonable(low)}, "
+            f"{'inf' if high is None else _jsonable(high)}]")
 
 
 def _as_timestamp(bound: dt.datetime | None, kind: pa.TimestampType) -> pa.Scalar | None:
@@ -454,170 +473,22 @@ def _text(name: str, values: pa.Array, rules: ColumnSchema, rows: int) -> list[A
                                   f"{len(rules.categories)} categories: {listed}{more}.", ev))
     if rules.min_length is not None or rules.max_length is not None:
         lengths = pc.utf8_length(values)
-        outside = pa.array(np.zeros(len(values), dtype=bool))
-        if rules.min_length is not None:
-            outside = pc.or_(outside, pc.less(lengths, rules.min_length))
-        if rules.max_length is not None:
-            outside = pc.or_(outside, pc.greater(lengths, rules.max_length))
-        mask = _mask(outside)
+        mask = _mask(_outside(lengths, rules.min_length, rules.max_length))
         if mask.any():
-            seen = pc.min_max(pc.filter(lengths, pa.array(mask)))
             ev = _evidence(mask, values, rows, rules.pii, min_length=rules.min_length,
-                           max_length=rules.max_length, min_seen=seen["min"].as_py(),
-                           max_seen=seen["max"].as_py())
+                           max_length=rules.max_length, **_seen(lengths, mask))
             found.append(_anomaly(name, "string_length", f"Column {name!r} has "
                                   f"{_share(ev['count'], rows)} with a length outside "
-                                  f"[{_bound(rules.min_length, '0')}, "
-                                  f"{_bound(rules.max_length, 'inf')}] (lengths "
-                                  f"{ev['min_seen']} to {ev['max_seen']}).", ev))
+                                  f"{interval(rules.min_length, rules.max_length, '0')} "
+                                  f"(lengths {ev['min_seen']} to {ev['max_seen']}).", ev))
     return found
 
 
-# -- one record at a time (serving) --------------------------------------------------------
-_MISSING = object()
-_NUMBERS = (int, float, np.integer, np.floating)
-Check = Callable[[Any], "Anomaly | None"]
+def __getattr__(name: str) -> Any:
+    # RecordChecker lived here; it is in prodml.data.records now, which imports this module
+    # (for Anomaly), so it is loaded when asked for rather than at import.
+    if name == "RecordChecker":
+        from prodml.data.records import RecordChecker
 
-
-class RecordChecker:
-    """The schema's per-value rules compiled into one closure per field.
-
-    Built once per schema (``Schema.check_record`` keeps it), then called per record.
-    """
-
-    def __init__(self, schema: Schema) -> None:
-        self._plan = [(name, rules.required, rules.nullable, _compile(name, rules))
-                      for name, rules in schema.columns.items()]
-        self._names = frozenset(schema.columns)
-
-    def __call__(self, record: dict[str, Any]) -> list[Anomaly]:
-        if not isinstance(record, dict):
-            raise InvalidInputError("record", type(record).__name__,
-                                    "must be a dict of field values")
-        found: list[Anomaly] = []
-        get = record.get
-        seen = 0
-        for name, required, nullable, check in self._plan:
-            value = get(name, _MISSING)
-            if value is _MISSING:
-                if required:
-                    found.append(Anomaly(name, "missing_column", "error",
-                                         f"Field {name!r} is missing.", {}))
-                continue
-            seen += 1
-            if value is None:
-                if not nullable:
-                    found.append(_null_field(name))
-                continue
-            if check is not None:
-                problem = check(value)
-                if problem is not None:
-                    found.append(problem)
-        if len(record) > seen:
-            found += [Anomaly(str(key), "new_column", "warning",
-                              f"Field {key!r} is not in the schema.", {})
-                      for key in record if key not in self._names]
-        return found
-
-
-def _null_field(name: str) -> Anomaly:
-    return Anomaly(name, "null_not_allowed", "error", f"Field {name!r} must not be null.",
-                   {"value": None})
-
-
-def _compile(name: str, rules: ColumnSchema) -> Check | None:
-    kind, pii, nullable = rules.type, rules.pii, rules.nullable
-    low, high = rules.min_value, rules.max_value
-
-    def show(value: Any) -> Any:
-        return REDACTED if pii else value
-
-    def problem(kind_: str, message: str, value: Any) -> Anomaly:
-        return Anomaly(name, kind_, SEVERITY[kind_], message, {"value": show(value)})
-
-    def wrong_type(value: Any) -> Anomaly | None:
-        if isinstance(value, float) and value != value and kind != "float":
-            return None if nullable else _null_field(name)  # pandas' NaN for a missing value
-        return problem("type_mismatch", f"Field {name!r} should be {kind} but is "
-                       f"{type(value).__name__}: {show(value)!r}.", value)
-
-    def outside(value: Any) -> Anomaly:
-        return problem("out_of_range", f"Field {name!r} is {show(value)!r}, outside "
-                       f"[{_bound(low, '-inf')}, {_bound(high, 'inf')}].", value)
-
-    # Open ends as infinities: the range test is one chained comparison.
-    lo = -math.inf if low is None or kind not in ("integer", "float") else low
-    hi = math.inf if high is None or kind not in ("integer", "float") else high
-    if kind == "integer":
-        def check(value: Any) -> Anomaly | None:
-            if type(value) is not int and (
-                    type(value) is bool or not isinstance(value, _NUMBERS)
-                    or (isinstance(value, (float, np.floating)) and not value.is_integer())):
-                return wrong_type(value)
-            return None if lo <= value <= hi else outside(value)
-        return check
-    if kind == "float":
-        allow_nan, allow_inf = rules.allow_nan, rules.allow_inf
-
-        def check(value: Any) -> Anomaly | None:
-            if type(value) is not float and (type(value) is bool
-                                             or not isinstance(value, _NUMBERS)):
-                return wrong_type(value)
-            if lo <= value <= hi:
-                return None
-            if value != value:
-                return None if allow_nan else problem(
-                    "nan_not_allowed", f"Field {name!r} is NaN, which the schema does not "
-                    "allow.", value)
-            if value in (math.inf, -math.inf):
-                return None if allow_inf else problem(
-                    "inf_not_allowed", f"Field {name!r} is infinite, which the schema does not "
-                    "allow.", value)
-            return outside(value)
-        return check
-    if kind in TEXT:
-        categories = frozenset(rules.categories) if rules.categories is not None else None
-        short, long = rules.min_length, rules.max_length
-
-        def check(value: Any) -> Anomaly | None:
-            if not isinstance(value, str):
-                return wrong_type(value)
-            if categories is not None and value not in categories:
-                return problem("unexpected_category", f"Field {name!r} is {show(value)!r}, not "
-                               f"one of its {len(categories)} categories.", value)
-            if (short is not None and len(value) < short) or (long is not None
-                                                              and len(value) > long):
-                return problem("string_length", f"Field {name!r} has length {len(value)}, "
-                               f"outside [{_bound(short, '0')}, {_bound(long, 'inf')}].", value)
-            return None
-        return check
-    if kind == "boolean":
-        return lambda value: (None if isinstance(value, (bool, np.bool_))
-                              else wrong_type(value))
-    if kind == "datetime":
-        low_utc = None if low is None else _utc(low)
-        high_utc = None if high is None else _utc(high)
-
-        def check(value: Any) -> Anomaly | None:
-            if isinstance(value, str):  # JSON carries datetimes as ISO text
-                try:
-                    value = dt.datetime.fromisoformat(value)
-                except ValueError:
-                    return wrong_type(value)
-            elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-                value = dt.datetime(value.year, value.month, value.day)
-            elif not isinstance(value, dt.datetime):
-                return wrong_type(value)
-            if low_utc is None and high_utc is None:
-                return None
-            moment = _utc(value)  # naive values and bounds are taken as UTC
-            if (low_utc is not None and moment < low_utc) or (high_utc is not None
-                                                              and moment > high_utc):
-                return problem("out_of_range", f"Field {name!r} is {show(value)!r}, outside "
-                               f"[{_bound(low, '-inf')}, {_bound(high, 'inf')}].", value)
-            return None
-        return check
-    if kind == "binary":
-        return lambda value: (None if isinstance(value, (bytes, bytearray, memoryview))
-                              else wrong_type(value))
-    return None
+        return RecordChecker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
