@@ -324,7 +324,7 @@ class Schema(BaseModel):
         # private field goes through __getattr__ and would cost more than the checks.
         checker = self.__pydantic_private__["_checker"]
         if checker is None:
-            from prodml.data.records import RecordChecker  # records imports this module
+            from prodml.data.record_check import RecordChecker  # record_check imports this module
 
             checker = self._checker = RecordChecker(self)
         return checker(record)

@@ -19,7 +19,7 @@ unexpected_category error   values outside ``categories``
 string_length      warning  lengths outside [``min_length``, ``max_length``]
 ================== ======== =================================================================
 
-One record at a time (request-time checks) is :mod:`prodml.data.records`; it reports the same
+One record at a time (request-time checks) is :mod:`prodml.data.record_check`; it reports the same
 :class:`Anomaly` kinds.
 
 >>> import pandas as pd
@@ -485,10 +485,10 @@ def _text(name: str, values: pa.Array, rules: ColumnSchema, rows: int) -> list[A
 
 
 def __getattr__(name: str) -> Any:
-    # RecordChecker lived here; it is in prodml.data.records now, which imports this module
+    # RecordChecker lived here; it is in prodml.data.record_check now, which imports this module
     # (for Anomaly), so it is loaded when asked for rather than at import.
     if name == "RecordChecker":
-        from prodml.data.records import RecordChecker
+        from prodml.data.record_check import RecordChecker
 
         return RecordChecker
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
