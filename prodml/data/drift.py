@@ -232,8 +232,9 @@ def _kind(ltype: str) -> str:
 
 
 class _Source:
-    def __init__(self, table: pa.Table | None = None, prof: Profile | None = None) -> None:
-        self.table, self.profile = table, prof
+    def __init__(self, table: pa.Table | None = None, prof: Profile | None = None,
+                 data: Any = None) -> None:
+        self.table, self.profile, self.data = table, prof, data
 
     @property
     def is_profile(self) -> bool:
@@ -248,7 +249,11 @@ class _Source:
         return self.profile.rows if self.profile else self.table.num_rows
 
     def as_profile(self) -> "_Source":
-        return self if self.profile else _Source(prof=profile(self.table, seed=0))
+        if self.profile:
+            return self
+        # a path is profiled again in batches, so only the sketches stay in memory
+        return _Source(prof=profile(self.data if isinstance(self.data, (str, os.PathLike))
+                                    else self.table, seed=0))
 
     def logical_type(self, name: str) -> str:
         if self.profile:
@@ -269,7 +274,7 @@ def _source(data: Any) -> _Source:
     table = to_arrow(data)
     if table.num_columns == 0:
         raise InvalidInputError("data", "0 columns", "drift needs at least one column")
-    return _Source(table=table)
+    return _Source(table=table, data=data)
 
 
 def _feature_columns(ref: _Source, cur: _Source, columns: list[str] | None,
@@ -479,6 +484,10 @@ def skew_by_key(training: Any, serving: Any, *, key: str | list[str],
             raise InvalidInputError("key", ", ".join(keys), f"must be unique; {repeated} "
                                     f"{side} rows share a key (deduplicate first)")
     train, serve = frames
+    for k in keys:
+        if train.schema[k] != serve.schema[k]:
+            raise InvalidInputError("key", k, f"has type {train.schema[k]} in training and "
+                                    f"{serve.schema[k]} in serving")
     if columns is None:
         only = sorted(set(train.columns) ^ set(serve.columns))
         if only:
@@ -570,7 +579,10 @@ def domain_classifier(reference: Any, current: Any, *, columns: list[str] | None
                                 "profile keeps no joint rows")
     ref, cur = _source(reference), _source(current)
     names = _feature_columns(ref, cur, columns, None, None)
-    names = [n for n in names if _kind(ref.logical_type(n)) != "other"]
+    names = [n for n in names if "other" not in (_kind(ref.logical_type(n)),
+                                                 _kind(cur.logical_type(n)))]
+    if not names:
+        raise InvalidInputError("columns", columns, "no numeric or categorical column to use")
     rng = np.random.default_rng(seed)
     tables = []
     for src, side in ((ref, "reference"), (cur, "current")):
@@ -606,8 +618,8 @@ def _design(tables: list[pa.Table], names: list[str]) -> tuple[np.ndarray, np.nd
     columns, categorical = [], []
     for name in names:
         parts = [t.column(name) for t in tables]
-        kind = _kind(logical_type(parts[0].type))
-        if kind == "numeric":
+        kinds = {_kind(logical_type(p.type)) for p in parts}
+        if kinds == {"numeric"}:
             values = [p.cast(pa.int64()) if pa.types.is_temporal(p.type) else p for p in parts]
             columns.append(np.concatenate([pc.cast(v, pa.float64()).to_numpy() for v in values]))
             categorical.append(False)
