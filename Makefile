@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
 
-.PHONY: demo test env env-dev bench lock clean
+.PHONY: demo test env env-dev bench bench-drift lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ bench: env-dev
 	$(UV) pip install --quiet --python .venv-bench/bin/python -r requirements/bench-lock.txt
 	$(UV) pip install --quiet --python .venv-bench/bin/python --no-deps -e .
 	.venv-bench/bin/python benchmarks/tracking.py
+	$(BIN)/python benchmarks/profile.py
+
+## make bench-drift: prodml drift vs Evidently's DataDriftPreset, in its own environment
+## (BENCH_DRIFT_ARGS="--rows 100000" for a quick run; the default 1,000,000 rows a side takes minutes)
+bench-drift: env
+	test -x .venv-bench-drift/bin/python || $(UV) venv --quiet --python $(PYTHON) .venv-bench-drift
+	$(UV) pip install --quiet --python .venv-bench-drift/bin/python -r requirements/bench-drift-lock.txt
+	$(UV) pip install --quiet --python .venv-bench-drift/bin/python --no-deps -e .
+	.venv-bench-drift/bin/python benchmarks/drift.py $(BENCH_DRIFT_ARGS)
 
 ## make lock: re-resolve the lock files after changing dependencies in pyproject.toml
 lock: | $(UV)
@@ -52,4 +61,4 @@ lock: | $(UV)
 	$(UV) pip compile --quiet pyproject.toml --extra dev -c requirements/lock.txt -o requirements/lock-dev.txt
 
 clean:
-	rm -rf $(VENV) .venv-bench .prodml .pytest_cache
+	rm -rf $(VENV) .venv-bench .venv-bench-drift .prodml .pytest_cache

@@ -7,6 +7,8 @@
 [0.91]
 """
 
+from prodml.data.drift import (ColumnDrift, DomainClassifierReport, DriftReport, KeySkewReport,
+                               domain_classifier, drift, skew_by_key)
 from prodml.data.profile import Profile, profile
 from prodml.data.schema import ColumnSchema, Schema, infer_schema
 from prodml.data.split import SplitResult, SplitWarning, split
@@ -23,6 +25,8 @@ from prodml.tracking.signature import Signature
 __version__ = "0.1.0"
 
 __all__ = ["Anomaly", "ColumnSchema", "Profile", "Schema", "ValidationResult", "infer_schema",
-           "profile", "validate", "SplitResult", "SplitWarning", "split", "ArtifactIntegrityError", "InvalidInputError", "NotFoundError", "ParamChangedError",
+           "profile", "validate", "SplitResult", "SplitWarning", "split", "ColumnDrift",
+           "DomainClassifierReport", "DriftReport", "KeySkewReport", "domain_classifier",
+           "drift", "skew_by_key", "ArtifactIntegrityError", "InvalidInputError", "NotFoundError", "ParamChangedError",
            "ProdmlError", "QuerySyntaxError", "Run", "Signature", "Store",
            "StoreUnavailableError", "get_store", "models", "open_store", "runs", "start_run"]

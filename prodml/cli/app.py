@@ -12,6 +12,7 @@ from rich.table import Table
 from prodml.cli import models, runs
 from prodml.cli import schema as schema_cli
 from prodml.cli import split as split_cli
+from prodml.cli.drift import drift_command
 from prodml.cli.profile import profile_command
 from prodml.cli.output import console, errors, print_json
 from prodml.errors import ProdmlError, QuerySyntaxError
@@ -25,6 +26,7 @@ app.command("profile")(profile_command)
 app.add_typer(schema_cli.app, name="schema")
 app.command("validate")(schema_cli.validate_command)
 app.command("split")(split_cli.split_command)
+app.command("drift")(drift_command)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
@@ -55,6 +57,16 @@ def demo(rows: Annotated[int, typer.Option(min=200, help="Loan applications to g
     console.print(table)
     console.print(f"[bold green]champion[/]: {MODEL_NAME}@champion → {result.champion} "
                   f"(reloaded with verified SHA-256: test accuracy {result.champion_check:.4f})")
+    profile = result.training_profile
+    console.print(f"training profile of the champion: {profile['rows']} rows x "
+                  f"{len(profile['columns'])} columns (artifact {profile['sha256'][:12]})")
+    drifted = result.drift["drifted_columns"]
+    console.print(f"a year later (+25% prices and wages): {len(drifted)} of "
+                  f"{len(result.drift['methods'])} features drifted "
+                  f"({', '.join(drifted) or 'none'}); dataset drift "
+                  f"{'[bold red]detected[/]' if result.drift['dataset_drift'] else 'not detected'}"
+                  " (at >= 50% of features)")
+    console.print(f"drift report {result.drift_report}")
     console.print(f"store      {result.store_url}")
     console.print(f"artifacts  {result.artifacts}")
     console.print("next       prodml runs list · prodml runs compare "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from prodml.data.drift import drift
 from prodml.demo.data import FEATURES, LABEL, loan_applications
 from prodml.store import Store, get_store
 from prodml.tracking import registry
@@ -42,6 +44,9 @@ class DemoResult:
     model_ref: str = ""
     champion: str = ""
     champion_check: float = 0.0  # accuracy of the model loaded back through the alias
+    training_profile: dict[str, Any] = field(default_factory=dict)  # rows, columns, digest
+    drift: dict[str, Any] = field(default_factory=dict)  # verdict on a later stretch
+    drift_report: str = ""  # path of the HTML report
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -117,4 +122,30 @@ def run_demo(rows: int = 6000, seed: int = 42, *, store: Store | None = None,
     say("loading loan@champion back (SHA-256 verified) and scoring the test set")
     loaded = registry.load(f"{MODEL_NAME}@champion", store=store)
     result.champion_check = float(accuracy_score(y_test, loaded.predict(X_test)))
+
+    say("comparing a later stretch of applications (a year of inflation) with the training "
+        "profile stored with the champion")
+    reference = registry.training_profile(f"{MODEL_NAME}@champion", store=store)
+    result.training_profile = {"rows": reference.rows, "columns": reference.column_names,
+                               "sha256": champion.profile_sha256}
+    later = inflated(loan_applications(rows, seed + 1), rate=INFLATION)
+    report = drift(reference, later, label=LABEL)
+    path = Path(store.artifacts.location).parent / "reports" / "loan-drift.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report.write_html(path)
+    result.drift = {"dataset_drift": report.dataset_drift,
+                    "drifted_columns": report.drifted_columns,
+                    "share_drifted": report.share_drifted,
+                    "methods": {c.name: c.method for c in report.columns},
+                    "headline": report.headline()}
+    result.drift_report = str(path)
     return result
+
+
+INFLATION = 0.25  # salaries, house values and loans a year later
+
+
+def inflated(frame: Any, rate: float) -> Any:
+    """The same kind of applicants after prices and wages rose by ``rate`` (data drift)."""
+    money = ["salary", "commission", "hvalue", "loan"]
+    return frame.assign(**{c: frame[c] * (1 + rate) for c in money})

@@ -44,6 +44,14 @@ def test_demo_registers_a_champion_with_its_runs_metrics(demo_home):
     assert run["status"] == "FINISHED" and run["params"]["max_iter"] == "150"
 
 
+def test_demo_keeps_the_training_profile_and_finds_the_inflation_drift(demo_home):
+    home, result = demo_home
+    assert result["training_profile"]["rows"] == 1125  # the 75 % training split of 1500
+    assert set(result["drift"]["drifted_columns"]) == {"salary", "commission", "hvalue", "loan"}
+    report = home / ".prodml" / "reports" / "loan-drift.html"
+    assert result["drift_report"] == str(report) and report.stat().st_size > 10_000
+
+
 def test_demo_human_output_says_where_everything_is(tmp_path):
     out = prodml(["demo", "--rows", "600"], tmp_path).stdout
     assert "champion" in out and "loan@champion" in out
