@@ -165,3 +165,18 @@ model_version_tags = Table(
     Column("key", String(255), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# An evaluation of a version on some data, and the gate's verdict on it (0003).
+evaluations = Table(
+    "evaluations", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version_id", Integer, ForeignKey("model_versions.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("dataset_digest", String(64)),
+    Column("result", JSON, nullable=False),  # EvaluationResult.to_dict()
+    Column("gate", String(255)),
+    Column("blessed", Boolean),
+    Column("blessing", JSON),  # Blessing.to_dict()
+    Column("created_at", BigInteger, nullable=False),
+)
+Index("ix_evaluations_version_id", evaluations.c.version_id)

@@ -391,3 +391,8 @@ def load_check(ref: str, *, store: Store | None = None) -> LoadCheck:
     return LoadCheck(version.ref, version.artifact_sha256, version.flavor, version.serialization,
                      flavors.model_class(model), callable(getattr(model, "predict", None)),
                      callable(getattr(model, "predict_proba", None)))
+
+
+# Evaluations and blessings belong to versions too; they live in their own module.
+from prodml.tracking.evaluations import (NotBlessedError, attach_evaluation,  # noqa: E402,F401
+                                         blessing, evaluations, require_blessed)
