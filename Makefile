@@ -59,6 +59,8 @@ bench-drift: env
 lock: | $(UV)
 	$(UV) pip compile --quiet pyproject.toml -o requirements/lock.txt
 	$(UV) pip compile --quiet pyproject.toml --extra dev -c requirements/lock.txt -o requirements/lock-dev.txt
+	$(UV) pip compile --quiet pyproject.toml requirements/bench.in -o requirements/bench-lock.txt -p 3.11
+	$(UV) pip compile --quiet pyproject.toml requirements/bench-drift.in -o requirements/bench-drift-lock.txt -p 3.11
 
 clean:
 	rm -rf $(VENV) .venv-bench .venv-bench-drift .prodml .pytest_cache
