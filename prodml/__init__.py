@@ -13,6 +13,9 @@ from prodml.data.profile import Profile, profile
 from prodml.data.schema import ColumnSchema, Schema, infer_schema
 from prodml.data.split import SplitResult, SplitWarning, split
 from prodml.data.validate import Anomaly, ValidationResult, validate
+from prodml.evaluation import (Blessing, Check, EvaluationResult, GateSpec, audit,
+                               error_analysis, evaluate, gate, human_level_performance,
+                               learning_curve, permutation_importance, quick_baseline)
 from prodml.errors import (ArtifactIntegrityError, InvalidInputError, NotFoundError,
                            ParamChangedError, ProdmlError, QuerySyntaxError,
                            StoreUnavailableError)
@@ -27,6 +30,8 @@ __version__ = "0.1.0"
 __all__ = ["Anomaly", "ColumnSchema", "Profile", "Schema", "ValidationResult", "infer_schema",
            "profile", "validate", "SplitResult", "SplitWarning", "split", "ColumnDrift",
            "DomainClassifierReport", "DriftReport", "KeySkewReport", "domain_classifier",
-           "drift", "skew_by_key", "ArtifactIntegrityError", "InvalidInputError", "NotFoundError", "ParamChangedError",
+           "drift", "skew_by_key", "Blessing", "Check", "EvaluationResult", "GateSpec",
+           "audit", "error_analysis", "evaluate", "gate", "human_level_performance",
+           "learning_curve", "permutation_importance", "quick_baseline", "ArtifactIntegrityError", "InvalidInputError", "NotFoundError", "ParamChangedError",
            "ProdmlError", "QuerySyntaxError", "Run", "Signature", "Store",
            "StoreUnavailableError", "get_store", "models", "open_store", "runs", "start_run"]

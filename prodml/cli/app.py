@@ -7,12 +7,14 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from prodml.cli import models, runs
 from prodml.cli import schema as schema_cli
 from prodml.cli import split as split_cli
 from prodml.cli.drift import drift_command
+from prodml.cli.evaluate import evaluate_command
 from prodml.cli.profile import profile_command
 from prodml.cli.output import console, errors, print_json
 from prodml.errors import ProdmlError, QuerySyntaxError
@@ -27,6 +29,7 @@ app.add_typer(schema_cli.app, name="schema")
 app.command("validate")(schema_cli.validate_command)
 app.command("split")(split_cli.split_command)
 app.command("drift")(drift_command)
+app.command("evaluate")(evaluate_command)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
@@ -55,6 +58,14 @@ def demo(rows: Annotated[int, typer.Option(min=200, help="Loan applications to g
         table.add_row(role, result.runs[role][:8],
                       *[f"{metrics[m]:.4f}" for m in ("accuracy", "f1", "roc_auc", "log_loss")])
     console.print(table)
+    for role, verdict in result.gates.items():
+        state = "[green]blessed[/]" if verdict["blessed"] else "[red]not blessed[/]"
+        failures = verdict["failures"]
+        why = (f" — {len(failures)} conditions failed, e.g. {escape(failures[0])}"
+               if failures else "")
+        console.print(f"gate loan-release on {verdict['ref']} ({role}): {state}{why}",
+                      highlight=False)
+    console.print(f"evaluation report {result.evaluation_report}")
     console.print(f"[bold green]champion[/]: {MODEL_NAME}@champion → {result.champion} "
                   f"(reloaded with verified SHA-256: test accuracy {result.champion_check:.4f})")
     profile = result.training_profile

@@ -162,8 +162,8 @@ class Blessing(_Strict):
                  "conditions failed)"]
         for r in self.results:
             observed = "-" if r.observed is None else f"{r.observed:.4g}"
-            lines.append(f"  {'ok  ' if r.passed else 'FAIL'} {r.condition}"
-                         f"{f' [{r.slice}]' if r.slice else ''}: {observed} "
+            where = f" [{r.slice}]" if r.slice and r.slice not in r.condition else ""
+            lines.append(f"  {'ok  ' if r.passed else 'FAIL'} {r.condition}{where}: {observed} "
                          f"(bound {r.bound}){f'; {r.detail}' if r.detail else ''}")
         return "\n".join(lines)
 

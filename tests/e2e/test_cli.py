@@ -32,7 +32,11 @@ def demo_home(tmp_path_factory):
 
 def test_demo_registers_a_champion_with_its_runs_metrics(demo_home):
     home, result = demo_home
-    assert result["champion"] == "loan/1" and result["model_ref"] == "loan/1"
+    assert result["champion"] == "loan/2" and result["model_ref"] == "loan/2"
+    assert result["gates"]["baseline"] == {"ref": "loan/1", "blessed": False,
+                                           "failures": result["gates"]["baseline"]["failures"]}
+    assert any("every age slice" in f for f in result["gates"]["baseline"]["failures"])
+    assert result["gates"]["candidate"]["blessed"] is True
     assert result["metrics"]["candidate"]["f1"] > result["metrics"]["baseline"]["f1"]
     assert result["champion_check"] == pytest.approx(result["metrics"]["candidate"]["accuracy"])
     assert (home / ".prodml" / "prodml.db").exists()
@@ -75,15 +79,15 @@ def test_runs_list_search_compare(demo_home):
 
 def test_models_alias_tag_search_load_check(demo_home):
     home, _ = demo_home
-    moved = json.loads(prodml(["models", "alias", "loan", "prod", "1", "--json"], home).stdout)
-    assert moved == {"model": "loan", "alias": "prod", "version": 1}
+    moved = json.loads(prodml(["models", "alias", "loan", "prod", "2", "--json"], home).stdout)
+    assert moved == {"model": "loan", "alias": "prod", "version": 2}
     prodml(["models", "tag", "loan@prod", "owner=risk"], home)
     found = json.loads(prodml(["models", "search", "--tag", "owner=risk", "--json"], home).stdout)
-    assert [v["ref"] for v in found] == ["loan/1"]
+    assert [v["ref"] for v in found] == ["loan/2"]
     check = json.loads(prodml(["models", "load-check", "loan@prod", "--json"], home).stdout)
     assert check["has_predict_proba"] and check["serialization"] == "skops"
     listed = json.loads(prodml(["models", "list", "--json"], home).stdout)
-    assert listed[0]["aliases"]["prod"] == 1
+    assert listed[0]["aliases"]["prod"] == 2
 
 
 @pytest.mark.parametrize(("args", "needle"), [
@@ -125,3 +129,24 @@ def test_usage_error_exits_2_and_help_reads_well(tmp_path):
     help_text = prodml(["--help"], tmp_path).stdout
     for group in ("demo", "runs", "models", "info"):
         assert group in help_text
+
+
+def test_evaluate_with_a_gate_blesses_or_exits_1(demo_home, tmp_path):
+    home, _ = demo_home
+    import pandas as pd
+
+    from prodml.demo.data import loan_applications
+    data = home / "labelled.csv"
+    loan_applications(800, seed=11).to_csv(data, index=False)
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("name: strict\nconditions:\n  - metric: accuracy\n    slices: age\n"
+                    "    min: 0.8\n")
+    args = ["evaluate", "loan@champion", str(data), "--label", "approved",
+            "--slice", "age:20,40,60,81", "--gate", str(gate)]
+    passed = prodml([*args, "--html", str(tmp_path / "ev.html"), "--json"], home)
+    verdict = json.loads(passed.stdout)
+    assert verdict["blessing"]["blessed"] is True and verdict["ref"] == "loan/2"
+    assert (tmp_path / "ev.html").stat().st_size > 10_000
+    failed = prodml(["evaluate", "loan/1", *args[2:]], home, check=False)
+    assert failed.returncode == 1 and "NOT BLESSED" in failed.stdout
+    assert pd.read_csv(data).shape[0] == 800
