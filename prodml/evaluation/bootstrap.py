@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from prodml.evaluation.metrics import (FamilyMetrics, Outcomes, Ranked, auc_ap_sorted,
+from prodml.evaluation.metrics import (FamilyMetrics, Outcomes, Ranked, auc_ap_rows,
                                        cell_metrics, grouped_order)
 
 CELL_METRICS = ("accuracy", "precision", "recall", "f1")
@@ -103,13 +103,8 @@ def _ranking_statistic(outcomes: Outcomes, ranked: Ranked) -> Callable[[np.ndarr
     loss = outcomes.row_loss()
 
     def statistic(positions: np.ndarray) -> dict[str, np.ndarray]:
-        b, m = positions.shape
         rows = ranked.order[positions]
-        replicate = np.repeat(np.arange(b), m)
-        run = ranked.run[positions].ravel()
-        new_run = np.ones(b * m, dtype=bool)
-        new_run[1:] = (replicate[1:] != replicate[:-1]) | (run[1:] != run[:-1])
-        auc, ap = auc_ap_sorted(replicate, positive[rows].ravel(), new_run, b)
+        auc, ap = auc_ap_rows(positive[rows], ranked.run[positions])
         out = {"roc_auc": auc, "pr_auc": ap}
         if loss is not None:
             out["log_loss"] = loss[rows].mean(axis=1)

@@ -179,6 +179,29 @@ def auc_ap_sorted(group: np.ndarray, positive: np.ndarray, new_run: np.ndarray,
     return auc, ap
 
 
+def auc_ap_rows(positive: np.ndarray, run: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`auc_ap_sorted` for equal-sized groups laid out as rows of a ``(b, m)`` matrix
+    (the bootstrap's replicates), each row sorted by score; ``run`` ids mark ties."""
+    b, m = positive.shape
+    y = positive.astype(np.float64)
+    idx = np.broadcast_to(np.arange(m), (b, m))
+    new = np.ones((b, m), dtype=bool)
+    new[:, 1:] = run[:, 1:] != run[:, :-1]
+    first = np.maximum.accumulate(np.where(new, idx, 0), axis=1)
+    ends = np.ones((b, m), dtype=bool)
+    ends[:, :-1] = new[:, 1:]
+    last = np.minimum.accumulate(np.where(ends, idx, m - 1)[:, ::-1], axis=1)[:, ::-1]
+    n1 = y.sum(axis=1)
+    n0 = m - n1
+    rank_sum = (y * ((first + last) / 2.0 + 1.0)).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = np.where((n1 > 0) & (n0 > 0), (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0), np.nan)
+        before = np.take_along_axis(np.cumsum(y, axis=1) - y, first, axis=1)
+        precision = (n1[:, None] - before) / (m - first)
+        ap = np.where(n1 > 0, (y * precision).sum(axis=1) / np.where(n1 > 0, n1, 1), 0.0)
+    return auc, ap
+
+
 @dataclass
 class Ranked:
     """A family's rows sorted by (slice, score), kept for the AUC bootstrap."""

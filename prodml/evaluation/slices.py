@@ -229,9 +229,9 @@ def _expression_mask(frame: pl.DataFrame, text: str, field: str, name: str) -> n
 
 def _as_mask(result: Any, n: int, field: str, name: str) -> np.ndarray:
     if isinstance(result, pl.Series):
-        if result.dtype != pl.Boolean:
-            raise InvalidInputError(field, name, f"must give a boolean mask, got {result.dtype}")
-        return result.fill_null(False).to_numpy().astype(bool)
+        if result.dtype == pl.Boolean:
+            result = result.fill_null(False)
+        result = result.to_numpy()
     if type(result).__module__.split(".")[0] == "pandas":
         result = result.to_numpy()
     array = np.asarray(result)
