@@ -5,33 +5,82 @@
 ...     run.log_metric("f1", 0.91)
 >>> [r.metrics["f1"] for r in pm.runs.search("metrics.f1 > 0.9")]
 [0.91]
+
+Names load on first use (PEP 562), so ``import prodml`` and every CLI command start without
+paying for SciPy, scikit-learn or Plotly until a function needs them.
 """
 
-from prodml.data.drift import (ColumnDrift, DomainClassifierReport, DriftReport, KeySkewReport,
-                               domain_classifier, drift, skew_by_key)
-from prodml.data.profile import Profile, profile
-from prodml.data.schema import ColumnSchema, Schema, infer_schema
-from prodml.data.split import SplitResult, SplitWarning, split
-from prodml.data.validate import Anomaly, ValidationResult, validate
-from prodml.evaluation import (Blessing, Check, EvaluationResult, GateSpec, audit,
-                               error_analysis, evaluate, gate, human_level_performance,
-                               learning_curve, permutation_importance, quick_baseline)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from prodml.errors import (ArtifactIntegrityError, InvalidInputError, NotFoundError,
                            ParamChangedError, ProdmlError, QuerySyntaxError,
                            StoreUnavailableError)
-from prodml.store import Store, get_store, open_store
-from prodml.tracking import registry as models
-from prodml.tracking import runs
-from prodml.tracking.runs import Run, start_run
-from prodml.tracking.signature import Signature
 
 __version__ = "0.1.0"
 
-__all__ = ["Anomaly", "ColumnSchema", "Profile", "Schema", "ValidationResult", "infer_schema",
-           "profile", "validate", "SplitResult", "SplitWarning", "split", "ColumnDrift",
-           "DomainClassifierReport", "DriftReport", "KeySkewReport", "domain_classifier",
-           "drift", "skew_by_key", "Blessing", "Check", "EvaluationResult", "GateSpec",
-           "audit", "error_analysis", "evaluate", "gate", "human_level_performance",
-           "learning_curve", "permutation_importance", "quick_baseline", "ArtifactIntegrityError", "InvalidInputError", "NotFoundError", "ParamChangedError",
-           "ProdmlError", "QuerySyntaxError", "Run", "Signature", "Store",
-           "StoreUnavailableError", "get_store", "models", "open_store", "runs", "start_run"]
+# public name -> (module, attribute); attribute None means the module itself
+_LAZY: dict[str, tuple[str, str | None]] = {
+    # tracking and the store
+    "start_run": ("prodml.tracking.runs", "start_run"),
+    "Run": ("prodml.tracking.runs", "Run"),
+    "runs": ("prodml.tracking.runs", None),
+    "models": ("prodml.tracking.registry", None),
+    "Signature": ("prodml.tracking.signature", "Signature"),
+    "Store": ("prodml.store", "Store"),
+    "get_store": ("prodml.store", "get_store"),
+    "open_store": ("prodml.store", "open_store"),
+    # data
+    "profile": ("prodml.data.profile", "profile"),
+    "Profile": ("prodml.data.profile", "Profile"),
+    "infer_schema": ("prodml.data.schema", "infer_schema"),
+    "Schema": ("prodml.data.schema", "Schema"),
+    "ColumnSchema": ("prodml.data.schema", "ColumnSchema"),
+    "validate": ("prodml.data.validate", "validate"),
+    "ValidationResult": ("prodml.data.validate", "ValidationResult"),
+    "Anomaly": ("prodml.data.validate", "Anomaly"),
+    "split": ("prodml.data.split", "split"),
+    "SplitResult": ("prodml.data.split", "SplitResult"),
+    "SplitWarning": ("prodml.data.split", "SplitWarning"),
+    "drift": ("prodml.data.drift", "drift"),
+    "DriftReport": ("prodml.data.drift", "DriftReport"),
+    "ColumnDrift": ("prodml.data.drift", "ColumnDrift"),
+    "skew_by_key": ("prodml.data.skew", "skew_by_key"),
+    "KeySkewReport": ("prodml.data.skew", "KeySkewReport"),
+    "domain_classifier": ("prodml.data.skew", "domain_classifier"),
+    "DomainClassifierReport": ("prodml.data.skew", "DomainClassifierReport"),
+    # evaluation
+    "evaluate": ("prodml.evaluation.evaluate", "evaluate"),
+    "EvaluationResult": ("prodml.evaluation.evaluate", "EvaluationResult"),
+    "gate": ("prodml.evaluation.gates", "gate"),
+    "GateSpec": ("prodml.evaluation.gates", "GateSpec"),
+    "Blessing": ("prodml.evaluation.gates", "Blessing"),
+    "audit": ("prodml.evaluation.audit", "audit"),
+    "Check": ("prodml.evaluation.audit", "Check"),
+    "error_analysis": ("prodml.evaluation.error_analysis", "error_analysis"),
+    "human_level_performance": ("prodml.evaluation.baselines", "human_level_performance"),
+    "quick_baseline": ("prodml.evaluation.baselines", "quick_baseline"),
+    "permutation_importance": ("prodml.evaluation.importance", "permutation_importance"),
+    "learning_curve": ("prodml.evaluation.importance", "learning_curve"),
+}
+
+__all__ = sorted([*_LAZY, "ArtifactIntegrityError", "InvalidInputError", "NotFoundError",
+                  "ParamChangedError", "ProdmlError", "QuerySyntaxError",
+                  "StoreUnavailableError"])
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'prodml' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
