@@ -23,15 +23,15 @@ rule both ways). Two zero rates are at parity (ratio 1); a rate over a zero refe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from prodml.data.frames import to_arrow
-from prodml.evaluation.slices import column_codes
 from prodml.errors import InvalidInputError
+from prodml.evaluation.slices import column_codes
 
 PARITY_METRICS = ("selection_rate", "tpr", "fpr")
 
@@ -84,7 +84,7 @@ class FairnessReport:
                            for g, by_metric in self.parity.items()}}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FairnessReport":
+    def from_dict(cls, d: dict[str, Any]) -> FairnessReport:
         return cls(
             attribute=d["attribute"], reference=d["reference"],
             positive_label=d.get("positive_label", 1),
@@ -100,12 +100,12 @@ class FairnessReport:
 
     def summary(self) -> str:
         lo, hi = self.parity_bounds
-        lines = [f"Fairness by {self.attribute}: {'ok' if self.ok else 'PARITY VIOLATED'} "
-                 f"(reference {self.reference}, parity within {lo:g}-{hi:g})",
-                 f"  demographic parity difference {self.demographic_parity_difference:.4g}, "
-                 f"ratio {self.demographic_parity_ratio:.4g}",
-                 f"  equalized odds difference {self.equalized_odds_difference:.4g}, "
-                 f"ratio {self.equalized_odds_ratio:.4g}"]
+        lines = [(f"Fairness by {self.attribute}: {'ok' if self.ok else 'PARITY VIOLATED'} "
+                  f"(reference {self.reference}, parity within {lo:g}-{hi:g})"),
+                 (f"  demographic parity difference {self.demographic_parity_difference:.4g}, "
+                  f"ratio {self.demographic_parity_ratio:.4g}"),
+                 (f"  equalized odds difference {self.equalized_odds_difference:.4g}, "
+                  f"ratio {self.equalized_odds_ratio:.4g}")]
         header = ["group", "count", "selection", "tpr", "fpr", "accuracy", "parity"]
         rows = [header]
         for g, m in self.by_group.items():

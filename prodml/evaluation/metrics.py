@@ -67,7 +67,7 @@ class ConfusionMatrix:
                 "matrix": np.asarray(self.matrix).astype(np.int64).tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ConfusionMatrix":
+    def from_dict(cls, d: dict[str, Any]) -> ConfusionMatrix:
         return cls(labels=tuple(d["labels"]), matrix=np.asarray(d["matrix"], dtype=np.int64))
 
     def __eq__(self, other: object) -> bool:
@@ -305,7 +305,7 @@ class Outcomes:
             return np.searchsorted(ECE_BINS[1:-1], p), p, hit
         return self.cached("calibration", make)
 
-    def family(self, codes: np.ndarray | None, n_groups: int) -> "FamilyMetrics":
+    def family(self, codes: np.ndarray | None, n_groups: int) -> FamilyMetrics:
         """Every metric for every slice of one family (``codes`` None: all rows, one slice)."""
         counts = group_sum(codes, n_groups, None, self.n).astype(np.int64)
         if self.task == "regression":
@@ -338,7 +338,8 @@ class Outcomes:
         aucs, aps = [], []
         for c in range(self.k):
             column = np.ascontiguousarray(self.proba[:, c])
-            order = self.cached(f"order{c}", lambda: np.argsort(column, kind="stable"))
+            order = self.cached(f"order{c}",
+                                lambda column=column: np.argsort(column, kind="stable"))
             auc, ap, _ = rank_metrics(codes, n_groups, self.y == c, column, order)
             aucs.append(auc)
             aps.append(ap)

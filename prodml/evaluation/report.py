@@ -19,7 +19,7 @@ window.prodmlChart = function(s){
  var margin = {l:56, r:12, t:8, b:60};
  if (s.kind === 'heatmap') {
   var labels = s.labels.map(esc);
-  return {data:[{type:'heatmap', z:s.z, x:labels, y:labels, colorscale:'Blues', showscale:false,
+  return {data:[{type:'heatmap', z:s.z, x:labels, y:labels, colorscale:'Blues', reversescale:true, showscale:false,
     text:s.z, texttemplate:'%{text}',
     hovertemplate:'true %{y}, predicted %{x}: %{z}<extra></extra>'}],
    layout:{margin:margin, xaxis:{title:{text:'predicted'}, type:'category'},

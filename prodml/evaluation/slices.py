@@ -25,8 +25,11 @@ slice, or -1 when it is in none. Specs (TFMA's slicing specs, in Python):
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -134,7 +137,7 @@ def bin_codes(series: pl.Series, spec: list[float] | int,
                                                      np.where(x > edges[-1], n_bins + 1,
                                                               inner + 1)))
     labels = [f"<{_format(edges[0])}",
-              *(f"{_format(a)}-{_format(b)}" for a, b in zip(edges[:-1], edges[1:])),
+              *(f"{_format(a)}-{_format(b)}" for a, b in pairwise(edges)),
               f">{_format(edges[-1])}", "null"]
     present = np.bincount(raw, minlength=n_bins + 3) > 0
     present[1:n_bins + 1] = True  # every declared bin is reported, even when empty
@@ -227,6 +230,10 @@ def _expression_mask(frame: pl.DataFrame, text: str, field: str, name: str) -> n
     return _as_mask(series, len(frame), field, name)
 
 
+def _missing(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
 def _as_mask(result: Any, n: int, field: str, name: str) -> np.ndarray:
     if isinstance(result, pl.Series):
         if result.dtype == pl.Boolean:
@@ -236,7 +243,7 @@ def _as_mask(result: Any, n: int, field: str, name: str) -> np.ndarray:
         result = result.to_numpy()
     array = np.asarray(result)
     if array.dtype == object:
-        array = np.array([bool(v) if v is not None and v == v else False for v in array])
+        array = np.array([bool(v) if v is not None and not _missing(v) else False for v in array])
     if array.dtype != bool or array.shape != (n,):
         raise InvalidInputError(field, name, f"must give one boolean per row ({n}); got "
                                 f"{array.dtype} of shape {array.shape}")
