@@ -35,7 +35,8 @@ from prodml.errors import InvalidInputError
 from prodml.evaluation.bootstrap import family_intervals
 from prodml.evaluation.fairness import FairnessReport, report_from_codes
 from prodml.evaluation.inputs import outcomes_for
-from prodml.evaluation.metrics import HEADLINE, ConfusionMatrix, weighted_metrics
+from prodml.evaluation.metrics import (HEADLINE, ConfusionMatrix, confusion_cells,
+                                       weighted_metrics)
 from prodml.evaluation.slices import critical_subsets, families
 
 
@@ -382,7 +383,7 @@ def _evaluate(outcomes: Any, positive: Any, label: str, fams: list[Any], subsets
                           [(f"critical:{sub.name}", "critical", sub.name)], extra)
     confusion = None
     if outcomes.task == "classification":
-        cells = outcomes.family(None, 1).cells
+        cells = confusion_cells(None, 1, outcomes.y, outcomes.pred, outcomes.k)
         confusion = ConfusionMatrix(tuple(_plain(c) for c in outcomes.classes),
                                     cells[0].astype(np.int64))
     fairness = {}
