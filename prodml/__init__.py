@@ -15,8 +15,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from prodml.errors import (ArtifactIntegrityError, InvalidInputError, NotFoundError,
-                           ParamChangedError, ProdmlError, QuerySyntaxError,
+from prodml.errors import (ArtifactIntegrityError, InvalidInputError,  # noqa: F401 (public)
+                           NotFoundError, ParamChangedError, ProdmlError, QuerySyntaxError,
                            StoreUnavailableError)
 
 __version__ = "0.1.0"

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from prodml.data.drift_methods import (METHODS, CategoricalSide, NumericSide, aligned_counts,
                                        compare, get_method)
-from prodml.data.frames import logical_type, to_arrow
+from prodml.data.frames import column_kind, logical_type, to_arrow
 from prodml.data.profile import ColumnProfile, Profile, profile
 from prodml.errors import InvalidInputError
 
@@ -222,13 +222,6 @@ def drift(reference: Any, current: Any, *, columns: list[str] | None = None,
 
 
 # -- sources: data or profiles ------------------------------------------------------------------
-def _kind(ltype: str) -> str:
-    if ltype in ("integer", "float", "datetime"):
-        return "numeric"
-    if ltype in ("string", "category", "boolean"):
-        return "categorical"
-    return "other"
-
 
 class _Source:
     def __init__(self, table: pa.Table | None = None, prof: Profile | None = None,
@@ -311,7 +304,7 @@ def _choices(plan: list[tuple[str, str]], ref: _Source, cur: _Source, methods: d
             raise InvalidInputError("methods", name, "names no compared column")
     chosen = {}
     for name, _role in plan:
-        kind = _kind(ref.logical_type(name))
+        kind = column_kind(ref.logical_type(name))
         spec = methods.get(name)
         method, limit = (spec if isinstance(spec, (tuple, list)) else (spec, None))
         method = method or (num_method if kind == "numeric" else cat_method if
@@ -329,7 +322,7 @@ def _column(ref: _Source, cur: _Source, name: str, role: str, method: str | None
             limit: float | None) -> ColumnDrift | str:
     """One column's result, or the reason it was not compared."""
     rtype, ctype = ref.logical_type(name), cur.logical_type(name)
-    kind, ckind = _kind(rtype), _kind(ctype)
+    kind, ckind = column_kind(rtype), column_kind(ctype)
     if "null" in (rtype, ctype):  # Arrow's type for a column of nulls only
         return f"no non-null values in the {'reference' if rtype == 'null' else 'current'} data"
     if kind == "other" or ckind == "other":

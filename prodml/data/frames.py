@@ -224,6 +224,19 @@ def logical_type(arrow_type: pa.DataType) -> str:
     return str(arrow_type)
 
 
+def column_kind(ltype: str) -> str:
+    """How statistics treat a logical type: ``numeric``, ``categorical`` or ``other``.
+
+    >>> column_kind("datetime"), column_kind("boolean"), column_kind("binary")
+    ('numeric', 'categorical', 'other')
+    """
+    if ltype in ("integer", "float", "datetime"):
+        return "numeric"
+    if ltype in ("string", "category", "boolean"):
+        return "categorical"
+    return "other"
+
+
 def column_schema(table: pa.Table) -> list[dict[str, Any]]:
     """Column names, logical and physical types, and nullability (has nulls) of a table.
 

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from datasketches import (frequent_items_error_type, frequent_strings_sketch,
                           kll_doubles_sketch)
 
-from prodml.data.frames import logical_type, to_arrow
+from prodml.data.frames import column_kind, logical_type, to_arrow
 from prodml.data.sketches import BottomKSample, HyperLogLog, Moments, hash_values
 from prodml.errors import InvalidInputError
 
@@ -38,13 +38,6 @@ FREQUENT_LG_MAX = 10  # up to 1024 tracked items: exact while a column has fewer
 SAMPLE_SIZE = 4096
 FORMAT_VERSION = 1
 
-
-def _kind(ltype: str) -> str:
-    if ltype in ("integer", "float", "datetime"):
-        return "numeric"
-    if ltype in ("string", "category", "boolean"):
-        return "categorical"
-    return "other"
 
 
 @dataclass
@@ -67,7 +60,7 @@ class ColumnProfile:
     @property
     def kind(self) -> str:
         """``numeric``, ``categorical`` or ``other``."""
-        return _kind(self.logical_type)
+        return column_kind(self.logical_type)
 
     @property
     def present(self) -> int:
@@ -174,7 +167,7 @@ class ColumnProfile:
             self.sample.update(np.asarray(present.to_pylist(), dtype=object))
 
     def merge(self, other: "ColumnProfile") -> "ColumnProfile":
-        if other.name != self.name or _kind(other.logical_type) != self.kind:
+        if other.name != self.name or column_kind(other.logical_type) != self.kind:
             raise InvalidInputError(f"column {self.name!r}", other.logical_type,
                                     f"cannot merge a {other.logical_type} column into a "
                                     f"{self.logical_type} one")

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from prodml.data.drift import _feature_columns, _kind, _source
-from prodml.data.frames import logical_type, to_arrow
+from prodml.data.drift import _feature_columns, _source
+from prodml.data.frames import column_kind, logical_type, to_arrow
 from prodml.data.profile import Profile
 from prodml.errors import InvalidInputError
 
@@ -182,8 +182,8 @@ def domain_classifier(reference: Any, current: Any, *, columns: list[str] | None
                                 "profile keeps no joint rows")
     ref, cur = _source(reference), _source(current)
     names = _feature_columns(ref, cur, columns, None, None)
-    names = [n for n in names if "other" not in (_kind(ref.logical_type(n)),
-                                                 _kind(cur.logical_type(n)))]
+    names = [n for n in names if "other" not in (column_kind(ref.logical_type(n)),
+                                                 column_kind(cur.logical_type(n)))]
     if not names:
         raise InvalidInputError("columns", columns, "no numeric or categorical column to use")
     rng = np.random.default_rng(seed)
@@ -221,7 +221,7 @@ def _design(tables: list[pa.Table], names: list[str]) -> tuple[np.ndarray, np.nd
     columns, categorical = [], []
     for name in names:
         parts = [t.column(name) for t in tables]
-        kinds = {_kind(logical_type(p.type)) for p in parts}
+        kinds = {column_kind(logical_type(p.type)) for p in parts}
         if kinds == {"numeric"}:
             values = [p.cast(pa.int64()) if pa.types.is_temporal(p.type) else p for p in parts]
             columns.append(np.concatenate([pc.cast(v, pa.float64()).to_numpy() for v in values]))

@@ -23,16 +23,15 @@ them together, each with its observed value, its bound and the evidence.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from prodml.errors import InvalidInputError
+from prodml.specs import read_spec
 from prodml.evaluation.error_analysis import (_is_evaluation, _polars, boolean_column,
                                               slice_masks, tag_name)
 
@@ -116,19 +115,7 @@ def load_checks(spec: Any) -> list[Check]:
     ... ''')]
     ['f1 on seniors >= 0.8']
     """
-    source = "checks"
-    if isinstance(spec, (str, os.PathLike)):
-        path = Path(spec)
-        if isinstance(spec, os.PathLike) or (len(str(spec)) < 1024 and "\n" not in str(spec)
-                                             and path.suffix in (".yaml", ".yml")):
-            if not path.exists():
-                raise InvalidInputError("checks", str(path), "file does not exist")
-            source, spec = str(path), path.read_text()
-        import yaml
-        try:
-            spec = yaml.safe_load(spec)
-        except yaml.YAMLError as exc:
-            raise InvalidInputError(source, "YAML", f"is not valid YAML: {exc}") from None
+    spec, source = read_spec(spec, "checks")
     if isinstance(spec, (Check, Mapping)) and not (isinstance(spec, Mapping) and
                                                    "checks" in spec):
         spec = [spec]

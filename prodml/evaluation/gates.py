@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from prodml.errors import InvalidInputError
+from prodml.specs import read_spec
 
 LOWER_IS_BETTER = {"log_loss", "calibration_error", "ece", "mae", "rmse", "mape", "fpr",
                    "equalized_odds_difference", "demographic_parity_difference"}
@@ -105,18 +104,7 @@ class GateSpec(_Strict):
         """Accept a spec, its dict, YAML text or a YAML file; errors name the field and rule."""
         if isinstance(spec, GateSpec):
             return spec
-        source = "gate spec"
-        if isinstance(spec, (str, os.PathLike)):
-            path = Path(spec)
-            if isinstance(spec, os.PathLike) or (len(str(spec)) < 1024 and path.suffix in
-                                                  (".yaml", ".yml") ):
-                if not path.exists():
-                    raise InvalidInputError("gate spec", str(path), "file does not exist")
-                source, spec = str(path), path.read_text()
-            try:
-                spec = yaml.safe_load(spec)
-            except yaml.YAMLError as exc:
-                raise InvalidInputError(source, "YAML", f"is not valid YAML: {exc}") from None
+        spec, source = read_spec(spec, "gate spec")
         if not isinstance(spec, dict):
             raise InvalidInputError(source, type(spec).__name__, "must be a mapping with "
                                     "'conditions'")
