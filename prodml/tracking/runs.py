@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import CTE, Connection, and_, bindparam, func, or_, select, update
 
 from prodml.data.frames import column_schema, digest_file, digest_table, to_arrow
 from prodml.data.profile import Profile, profile_table
@@ -37,10 +37,10 @@ from prodml.store import tables as t
 from prodml.tracking.code_version import code_version
 from prodml.tracking.compare import RunComparison, compare_records
 from prodml.tracking.environment import environment, host, user
-from prodml.tracking.records import (ArtifactRecord, DatasetRecord, RunRecord, dataset_record,
-                                     load_runs)
+from prodml.tracking.records import (ArtifactRecord, DatasetRecord, RunRecord, RunsQuery,
+                                     dataset_record, read_runs)
 from prodml.tracking.resources import ResourceMeter
-from prodml.tracking.search import compile_query, order_clauses
+from prodml.tracking.search import compile_query, order_terms
 
 KEY_RULE = re.compile(r"^[\w\-. /:]{1,255}$")
 MAX_PARAM_LENGTH = 6000
@@ -332,32 +332,80 @@ class MetricPoint:
     timestamp: int
 
 
+def _resolve(conn: Connection, run_id: str) -> str:
+    """The full id of the one run whose id starts with ``run_id``."""
+    ids = conn.execute(_prefix_page(conn.dialect.name).element, {"prefix": _like_prefix(run_id)}
+                       ).scalars().all()
+    _check_found(run_id, len(ids))
+    return ids[0]
+
+
+def _check_found(run_id: str, found: int) -> None:
+    if found != 1 or not run_id:
+        raise NotFoundError("run", run_id, "ambiguous prefix" if found > 1 else
+                            "list runs with 'prodml runs list'")
+
+
+def _like_prefix(run_id: str) -> str:
+    return run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+@functools.cache
+def _prefix_page(dialect: str) -> CTE:
+    """At most two runs whose id starts with the ``prefix`` parameter: enough to tell."""
+    return (select(t.runs.c.id, func.row_number().over(order_by=t.runs.c.id).label("rn"))
+            .where(t.runs.c.id.like(bindparam("prefix"), escape="\\")).order_by(t.runs.c.id)
+            .limit(2).cte("page"))
+
+
+@functools.cache
+def _get_statement(dialect: str) -> RunsQuery:
+    return RunsQuery(_prefix_page(dialect), dialect)
+
+
 def get(run_id: str, *, store: Store | None = None) -> RunRecord:
     """The stored record of one run; a unique prefix of its id is enough."""
     store = store or get_store()
     with store.read() as conn:
-        ids = conn.execute(select(t.runs.c.id).where(t.runs.c.id.like(f"{_like_escape(run_id)}%",
-                                                                      escape="\\"))
-                           .limit(2)).scalars().all()
-        if len(ids) != 1 or not run_id:
-            raise NotFoundError("run", run_id, "ambiguous prefix" if len(ids) > 1 else
-                                "list runs with 'prodml runs list'")
-        return load_runs(conn, list(ids))[0]
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        found = read_runs(conn, _get_statement(store.dialect), {"prefix": _like_prefix(run_id)})
+    _check_found(run_id, len(found))
+    return found[0]
 
 
 def history(run_id: str, key: str, *, store: Store | None = None) -> list[MetricPoint]:
     """Every point of metric ``key`` of a run, by step then time."""
     store = store or get_store()
-    full_id = get(run_id, store=store).id
     with store.read() as conn:
+        full_id = _resolve(conn, run_id)
         rows = conn.execute(select(t.metrics.c.step, t.metrics.c.value, t.metrics.c.timestamp)
                             .where(t.metrics.c.run_id == full_id, t.metrics.c.key == key)
                             .order_by(t.metrics.c.step, t.metrics.c.timestamp, t.metrics.c.id))
         return [MetricPoint(s, math.nan if v is None else v, ts) for s, v, ts in rows]
+
+
+@functools.lru_cache(maxsize=256)
+def _search_statement(query: str, order_by: tuple[str, ...], by_experiment: bool,
+                      dialect: str) -> RunsQuery:
+    """The statement behind one kind of search, built once and reused.
+
+    Parsing the query and building the statement cost more than running it (see
+    benchmarks/tracking.py); SQLAlchemy statements are immutable, so they can be shared.
+    ``experiment`` and ``limit`` are parameters; the query's values are bound in it.
+
+    The matching runs are sorted once, on their sort keys selected as columns (a key such as
+    ``metrics.f1`` is a subquery: it runs once per run), and only the page kept is ranked.
+    """
+    terms = order_terms(list(order_by), dialect)
+    keys = [term.column.label(f"k{i}") for i, term in enumerate(terms)]
+    page = select(t.runs.c.id, *keys).where(compile_query(query, dialect))
+    if by_experiment:
+        page = page.where(t.runs.c.experiment_id == select(t.experiments.c.id).where(
+            t.experiments.c.name == bindparam("experiment")).scalar_subquery())
+    page = (page.order_by(*(term.on(key) for term, key in zip(terms, keys)))
+            .limit(bindparam("limit")).cte("matches"))
+    rank = func.row_number().over(order_by=[term.on(page.c[f"k{i}"])
+                                            for i, term in enumerate(terms)])
+    return RunsQuery(select(page.c.id, rank.label("rn")).cte("page"), dialect)
 
 
 def search(query: str = "", *, experiment: str | None = None,
@@ -371,15 +419,10 @@ def search(query: str = "", *, experiment: str | None = None,
     store = store or get_store()
     if not isinstance(max_results, int) or max_results < 1:
         raise InvalidInputError("max_results", max_results, "must be a positive integer")
-    where = compile_query(query, store.dialect)
-    stmt = select(t.runs.c.id).where(where)
-    if experiment is not None:
-        stmt = stmt.join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id).where(
-            t.experiments.c.name == experiment)
-    stmt = stmt.order_by(*order_clauses(order_by, store.dialect)).limit(max_results)
+    orders = (order_by,) if isinstance(order_by, str) else tuple(order_by or ())
+    statement = _search_statement(query, orders, experiment is not None, store.dialect)
     with store.read() as conn:
-        ids = conn.execute(stmt).scalars().all()
-        return load_runs(conn, list(ids))
+        return read_runs(conn, statement, {"limit": max_results, "experiment": experiment})
 
 
 def experiments(*, store: Store | None = None) -> list[str]:

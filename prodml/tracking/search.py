@@ -24,6 +24,7 @@ ever bound as parameters, never pasted into SQL.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -276,10 +277,13 @@ def _numeric_text(column: Any, dialect: str) -> Any:
     return func.prodml_number(column)  # registered on every SQLite connection
 
 
+_COMPARE = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+            ">": operator.gt, ">=": operator.ge}
+
+
 def _apply(column: Any, op: str, value: Any) -> Any:
-    if op in ("=", "!=", "<", "<=", ">", ">="):
-        return {"=": column == value, "!=": column != value, "<": column < value,
-                "<=": column <= value, ">": column > value, ">=": column >= value}[op]
+    if op in _COMPARE:  # only the one asked for: SQLAlchemy refuses `column < True`
+        return _COMPARE[op](column, value)
     if op == "like":
         return column.like(value)
     if op == "not like":
@@ -356,10 +360,24 @@ def compile_query(query: str, dialect: str) -> ColumnElement[bool]:
     return true() if tree is None else build(tree)
 
 
-def order_clauses(order_by: list[str] | str | None, dialect: str) -> list[Any]:
-    """ORDER BY terms from strings like ``"metrics.f1 desc"``; newest runs first by default."""
+@dataclass(frozen=True)
+class OrderTerm:
+    """One ORDER BY term: what to sort on, which way, and whether NULLs (absent) go last."""
+
+    column: Any
+    descending: bool = False
+    nulls_last: bool = False
+
+    def on(self, column: Any) -> Any:
+        """This term's direction and NULL placement, applied to ``column``."""
+        term = column.desc() if self.descending else column.asc()
+        return term.nulls_last() if self.nulls_last else term
+
+
+def order_terms(order_by: list[str] | str | None, dialect: str) -> list[OrderTerm]:
+    """The terms of :func:`order_clauses`, for callers that sort on them in two steps."""
     items = [order_by] if isinstance(order_by, str) else list(order_by or [])
-    clauses = []
+    terms = []
     for item in items:
         words = item.strip().rsplit(None, 1)
         direction = "asc"
@@ -378,8 +396,10 @@ def order_clauses(order_by: list[str] | str | None, dialect: str) -> list[Any]:
             column = (select(table.c.value)
                       .where(table.c.run_id == t.runs.c.id, table.c.key == field.key)
                       .scalar_subquery())
-        term = column.desc() if direction == "desc" else column.asc()
-        clauses.append(term.nulls_last())
-    clauses += [t.runs.c.start_time.desc(), t.runs.c.id]
-    return clauses
+        terms.append(OrderTerm(column, direction == "desc", nulls_last=True))
+    return terms + [OrderTerm(t.runs.c.start_time, descending=True), OrderTerm(t.runs.c.id)]
 
+
+def order_clauses(order_by: list[str] | str | None, dialect: str) -> list[Any]:
+    """ORDER BY terms from strings like ``"metrics.f1 desc"``; newest runs first by default."""
+    return [term.on(term.column) for term in order_terms(order_by, dialect)]
