@@ -14,7 +14,6 @@ from sqlalchemy import select
 from prodml.errors import InvalidInputError, ProdmlError
 from prodml.store import Store, get_store, now_ms
 from prodml.store import tables as t
-from prodml.tracking.registry import get
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,13 @@ class StoredEvaluation:
 
 class NotBlessedError(ProdmlError):
     """A version without a passing gate was asked to serve where a blessing is required."""
+
+
+def get(ref: str, *, store: Store) -> Any:
+    # Imported here: registry re-exports this module's functions, so a top-level import
+    # would be circular whichever module is imported first.
+    from prodml.tracking.registry import get as get_version
+    return get_version(ref, store=store)
 
 
 def _version_id(conn: Any, ref: str, store: Store) -> tuple[int, str]:

@@ -179,3 +179,10 @@ def test_query_text_never_reaches_sql():
     sql = str(clause.compile(dialect=postgresql.dialect()))
     assert "secret-value" not in sql and "0.123456" not in sql
     assert re.search(r"%\(\w+\)s", sql)
+
+
+def test_boolean_attribute_compares(runs):
+    dirty = {r.id for r in pm.runs.search("") if r.code.dirty is True}
+    assert {r.id for r in pm.runs.search("attributes.dirty = true")} == dirty
+    clean = {r.id for r in pm.runs.search("") if r.code.dirty is False}
+    assert {r.id for r in pm.runs.search("dirty = false")} == clean
