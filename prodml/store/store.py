@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -78,6 +79,8 @@ _default: Store | None = None
 _default_key: tuple[str, str] | None = None
 _pinned = False  # True when open_store(make_default=True) chose the default explicitly
 _lock = threading.Lock()
+_last_environment: tuple[str | None, ...] | None = None
+_last_key: tuple[str, str] = ("", "")
 
 
 def _set_default(store: Store | None, key: tuple[str, str] | None, pinned: bool) -> None:
@@ -113,13 +116,20 @@ def get_store() -> Store:
     If ``PRODML_*`` variables change (tests, notebooks), the next call opens the new store,
     unless a store was chosen with ``open_store(..., make_default=True)``.
     """
-    settings = Settings.from_env()
-    key = (settings.database_url, settings.artifacts)
+    global _last_environment, _last_key
+    if _default is not None and _pinned:
+        return _default
+    # Every tracking call lands here: resolve the settings only when their inputs changed.
+    environment = (os.environ.get("PRODML_HOME"), os.environ.get("PRODML_DATABASE_URL"),
+                   os.environ.get("PRODML_ARTIFACTS"), os.getcwd())
+    if environment != _last_environment:
+        settings = Settings.from_env()
+        _last_environment, _last_key = environment, (settings.database_url, settings.artifacts)
+    key = _last_key
     with _lock:
         if _default is not None and (_pinned or _default_key == key):
             return _default
-        store = Store(settings.database_url, open_engine(settings.database_url),
-                      ArtifactStore(settings.artifacts))
+        store = Store(key[0], open_engine(key[0]), ArtifactStore(key[1]))
         _set_default(store, key, pinned=False)
         return store
 
