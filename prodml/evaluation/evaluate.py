@@ -33,19 +33,11 @@ import polars as pl
 from prodml.data.frames import to_arrow
 from prodml.errors import InvalidInputError
 from prodml.evaluation.bootstrap import family_intervals
-from prodml.evaluation.fairness import FairnessReport, report_from_codes
+from prodml.evaluation.fairness import FairnessReport, _float, _num, report_from_codes
 from prodml.evaluation.inputs import outcomes_for
 from prodml.evaluation.metrics import (HEADLINE, ConfusionMatrix, confusion_cells,
                                        weighted_metrics)
 from prodml.evaluation.slices import critical_subsets, families
-
-
-def _num(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
-
-
-def _float(x: Any) -> float:
-    return math.nan if x is None else float(x)
 
 
 @dataclass(frozen=True)
