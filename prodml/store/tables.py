@@ -10,7 +10,7 @@ Change a table only together with a new migration in ``store/migrations/versions
 from __future__ import annotations
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer,
-                        MetaData, String, Table, Text, UniqueConstraint)
+                        LargeBinary, MetaData, String, Table, Text, UniqueConstraint)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -148,6 +148,7 @@ model_versions = Table(
     Column("description", Text),
     Column("created_at", BigInteger, nullable=False),
     Column("profile_sha256", String(64)),  # artifact: training-data Profile (0002)
+    Column("schema", JSON),  # data Schema that requests are validated against (0004)
     UniqueConstraint("model_name", "version", name="uq_model_versions_name_version"),
 )
 
@@ -180,3 +181,101 @@ evaluations = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 Index("ix_evaluations_version_id", evaluations.c.version_id)
+
+# ---- serving (0004) ----------------------------------------------------------------------
+# An endpoint is a stable name with a deployment behind it: ``spec`` is the strategy tree
+# (direct / shadow / canary / blue-green / automation) with its live state (canary step,
+# active colour). ``revision`` grows with every change, so workers notice a change with one
+# cheap read, and writers update with compare-and-set on it.
+endpoints = Table(
+    "endpoints", metadata,
+    Column("name", String(255), primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("paused", Boolean, nullable=False),
+    Column("fallback", Text),  # an expression or "module:callable"
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Every change of an endpoint: who, when, why, from, to.
+deployment_events = Table(
+    "deployment_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(255), ForeignKey("endpoints.name"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("reason", Text),
+    Column("from_spec", JSON),
+    Column("to_spec", JSON),
+)
+Index("ix_deployment_events_endpoint", deployment_events.c.endpoint, deployment_events.c.id)
+
+# The inputs (and per-class probabilities) of the predictions committed together, as one
+# Arrow IPC stream with a ``prediction_id`` column: reading a million logged rows back for
+# monitoring is then a few blob reads, not a million JSON parses. PII columns are hashed.
+prediction_batches = Table(
+    "prediction_batches", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(255), nullable=False),
+    Column("time_first", BigInteger, nullable=False),
+    Column("time_last", BigInteger, nullable=False),
+    Column("num_rows", Integer, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+)
+Index("ix_prediction_batches_endpoint_time", prediction_batches.c.endpoint,
+      prediction_batches.c.time_last)
+
+# One row per answered (or mirrored) request.
+predictions = Table(
+    "predictions", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("time", BigInteger, nullable=False),
+    Column("endpoint", String(255), nullable=False),
+    Column("model_name", String(255)),
+    Column("model_version", Integer),
+    Column("route", String(16), nullable=False),  # primary, canary, shadow, fallback, human
+    Column("revision", Integer),  # the endpoint revision that routed it
+    Column("routing_key", String(255)),
+    Column("prediction", Text),  # JSON of the answer
+    Column("confidence", Float),
+    Column("latency_ms", Float),
+    Column("status", String(16), nullable=False),  # ok, error, timeout, review
+    Column("error", Text),
+    Column("batch_id", Integer),
+    Column("row", Integer),
+)
+Index("ix_predictions_endpoint_time", predictions.c.endpoint, predictions.c.time)
+Index("ix_predictions_batch_id", predictions.c.batch_id)
+
+# Ground truth and outcome events that arrive after the prediction.
+feedback = Table(
+    "feedback", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prediction_id", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # label, event
+    Column("name", String(255)),  # event name (clicked, redid_search, ...)
+    Column("value", Text),  # JSON: the label, or the event's value
+    Column("time", BigInteger, nullable=False),
+    Column("source", String(64), nullable=False),  # api, import, review
+)
+Index("ix_feedback_prediction_id", feedback.c.prediction_id)
+Index("ix_feedback_time", feedback.c.time)
+
+# Cases that partial automation (or shadow/assist mode) hands to a person.
+review_items = Table(
+    "review_items", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prediction_id", String(32), nullable=False, unique=True),
+    Column("endpoint", String(255), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # open, resolved
+    Column("suggestion", Text),  # JSON of the model's answer
+    Column("confidence", Float),
+    Column("resolved_at", BigInteger),
+    Column("resolver", String(255)),
+    Column("label", Text),  # JSON of the person's answer
+)
+Index("ix_review_items_endpoint_status", review_items.c.endpoint, review_items.c.status)
