@@ -279,3 +279,40 @@ review_items = Table(
     Column("label", Text),  # JSON of the person's answer
 )
 Index("ix_review_items_endpoint_status", review_items.c.endpoint, review_items.c.status)
+
+# ---- labels (0005) -----------------------------------------------------------------------
+# One row per label a person (or a program) gave an item. Append-only: a correction is a new
+# row with its own labeler and time, never an update, so every label a model trained on can
+# be traced to who gave it, when, under which instruction. ``item`` may point at a dataset
+# row (``dataset_digest`` + ``row_id``); ``label`` is the JSON of the value (1, "cat", 2.5).
+annotations = Table(
+    "annotations", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("item", String(255), nullable=False),
+    Column("labeler", String(255), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("instruction", String(255)),  # labelling-instruction version
+    Column("dataset_digest", String(64)),
+    Column("row_id", BigInteger),
+    Column("meta", JSON),  # the item's metadata (source, device, line, ...)
+    Column("source", String(2048), nullable=False),  # file imported, or "python"
+    Column("created_at", BigInteger, nullable=False),
+)
+Index("ix_annotations_item", annotations.c.item)
+Index("ix_annotations_labeler", annotations.c.labeler)
+Index("ix_annotations_dataset_digest", annotations.c.dataset_digest, annotations.c.row_id)
+
+# Per-row provenance of a dataset version: which columns say where a row came from (source,
+# time, device, factory line, labeler), a digest of those columns' values, and the columns
+# themselves as an artifact (Parquet), so lineage can reach a row's origin.
+dataset_provenance = Table(
+    "dataset_provenance", metadata,
+    Column("dataset_digest", String(64), primary_key=True),
+    Column("columns", JSON, nullable=False),  # names of the provenance columns
+    Column("digest", String(64), nullable=False),  # digest of those columns' content
+    Column("artifact_sha256", String(64), ForeignKey("artifacts.sha256")),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
