@@ -24,6 +24,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from prodml.data.profile import Profile, profile
+from prodml.data.schema import Schema
 from prodml.errors import InvalidInputError, NotFoundError
 from prodml.store import Store, get_store, now_ms
 from prodml.store import tables as t
@@ -57,6 +58,7 @@ class ModelVersion:
     datasets: tuple[DatasetRecord, ...] = ()
     flavor_options: dict[str, Any] = field(default_factory=dict)
     profile_sha256: str | None = None  # training-data profile (see training_profile)
+    schema: Schema | None = None  # data schema that serving validates requests against
 
     @property
     def ref(self) -> str:
@@ -71,7 +73,8 @@ class ModelVersion:
                 "run_id": self.run_id, "description": self.description,
                 "created_at": self.created_at, "aliases": list(self.aliases),
                 "tags": dict(self.tags), "datasets": [d.to_dict() for d in self.datasets],
-                "profile_sha256": self.profile_sha256}
+                "profile_sha256": self.profile_sha256,
+                "schema": self.schema.to_dict() if self.schema else None}
 
 
 def _check_name(kind: str, value: Any) -> str:
@@ -118,13 +121,16 @@ def register(name: str, model: Any, *, run: Any = None, signature: Any = None,
              serialization: str | None = None, trusted: list[str] | None = None,
              description: str | None = None, tags: dict[str, Any] | None = None,
              aliases: list[str] | None = None, training_data: Any = None,
+             schema: Schema | dict[str, Any] | None = None,
              store: Store | None = None) -> ModelVersion:
     """Store ``model`` as the next version of ``name`` and return that version.
 
     The signature is, in order: ``signature`` as given, inferred from ``input_example``, or
     the model's ``feature_names_in_`` typed by the run's ``train`` dataset. The version
     carries the profile of its training data: ``training_data`` (data or a Profile) when
-    given, else the profile of the run's ``train`` dataset.
+    given, else the profile of the run's ``train`` dataset. A data ``schema`` (a Schema or
+    its dict), when given, is what serving validates requests against (PII marks included);
+    without one, requests are checked against the signature.
     """
     store = store or get_store()
     _check_name("model name", name)
@@ -146,6 +152,8 @@ def register(name: str, model: Any, *, run: Any = None, signature: Any = None,
         given = training_data if isinstance(training_data, Profile) else profile(training_data)
         profile_blob = store.artifacts.put_bytes(given.to_bytes())
         profile_sha = profile_blob.sha256
+    schema_dict = (schema if isinstance(schema, Schema) else Schema.from_dict(schema)).to_dict() \
+        if schema is not None else None
     packed = flavors.serialize(model, flavor, serialization, trusted)
     blob = store.artifacts.put_bytes(packed.data)
     created = now_ms()
@@ -166,7 +174,8 @@ def register(name: str, model: Any, *, run: Any = None, signature: Any = None,
                     serialization=packed.serialization, flavor_options=packed.options,
                     model_class=flavors.model_class(model), artifact_sha256=blob.sha256,
                     signature=sig.to_dict() if sig else None, run_id=run_id,
-                    description=description, created_at=created, profile_sha256=profile_sha)
+                    description=description, created_at=created, profile_sha256=profile_sha,
+                    schema=schema_dict)
                 ).inserted_primary_key[0]
                 if tags:
                     conn.execute(t.model_version_tags.insert(), [
@@ -264,7 +273,8 @@ def _versions(conn: Any, where: Any) -> list[ModelVersion]:
         run_id=r["run_id"], description=r["description"], created_at=r["created_at"],
         aliases=tuple(aliases.get((r["model_name"], r["version"]), [])), tags=tags[r["id"]],
         datasets=tuple(datasets.get(r["run_id"], [])), flavor_options=r["flavor_options"] or {},
-        profile_sha256=r["profile_sha256"])
+        profile_sha256=r["profile_sha256"],
+        schema=Schema.from_dict(r["schema"]) if r["schema"] else None)
         for r in rows]
 
 
