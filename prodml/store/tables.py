@@ -246,9 +246,13 @@ predictions = Table(
     Column("error", Text),
     Column("batch_id", Integer),
     Column("row", Integer),
+    # A shadow answer's link to the answer that was returned (the primary's, or a canary
+    # candidate's): agreement between the two is a join.
+    Column("parent_id", String(32)),
 )
 Index("ix_predictions_endpoint_time", predictions.c.endpoint, predictions.c.time)
 Index("ix_predictions_batch_id", predictions.c.batch_id)
+Index("ix_predictions_parent_id", predictions.c.parent_id)
 
 # Ground truth and outcome events that arrive after the prediction.
 feedback = Table(

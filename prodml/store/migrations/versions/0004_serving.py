@@ -68,10 +68,12 @@ def upgrade() -> None:
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('batch_id', sa.Integer(), nullable=True),
     sa.Column('row', sa.Integer(), nullable=True),
+    sa.Column('parent_id', sa.String(length=32), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_predictions'))
     )
     with op.batch_alter_table('predictions', schema=None) as batch_op:
         batch_op.create_index('ix_predictions_batch_id', ['batch_id'], unique=False)
+        batch_op.create_index('ix_predictions_parent_id', ['parent_id'], unique=False)
         batch_op.create_index('ix_predictions_endpoint_time', ['endpoint', 'time'], unique=False)
 
     op.create_table('review_items',
@@ -128,6 +130,7 @@ def downgrade() -> None:
     op.drop_table('review_items')
     with op.batch_alter_table('predictions', schema=None) as batch_op:
         batch_op.drop_index('ix_predictions_endpoint_time')
+        batch_op.drop_index('ix_predictions_parent_id')
         batch_op.drop_index('ix_predictions_batch_id')
 
     op.drop_table('predictions')
