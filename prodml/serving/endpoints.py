@@ -1,0 +1,371 @@
+"""Endpoints and their deployments in the store, with the full history of every change.
+
+Every change is a compare-and-set on the endpoint's revision plus one ``deployment_events``
+row (who, when, why, from, to) in the same transaction, so concurrent writers (several
+server workers running canary checks, a person running ``prodml rollback``) never lose an
+update, and any state can be restored from the history.
+
+>>> from sklearn.dummy import DummyClassifier
+>>> import prodml as pm, pandas as pd
+>>> X = pd.DataFrame({"x": [0.0, 1.0]})
+>>> _ = pm.models.register("ep", DummyClassifier().fit(X, [0, 1]), input_example=X)
+>>> _ = pm.models.register("ep", DummyClassifier().fit(X, [0, 1]), input_example=X)
+>>> deploy("ep", "ep/1").describe()
+'ep/1'
+>>> deploy("ep", "ep/2", strategy="canary", steps=[10, 100]).describe()
+'canary ep/1 -> ep/2 at 10% (step 1/2)'
+>>> rollback("ep", reason="drill").describe()
+'ep/1'
+>>> [e.action for e in history("ep")]
+['rollback', 'deploy', 'deploy']
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from sqlalchemy import select, update
+
+from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
+from prodml.serving import deployment as d
+from prodml.store import Store, get_store, now_ms
+from prodml.store import tables as t
+
+STRATEGIES = ("direct", "shadow", "canary", "blue-green")
+
+
+class ConcurrentChangeError(ProdmlError):
+    """Someone else changed the endpoint between our read and our write."""
+
+    def __init__(self, endpoint: str, revision: int) -> None:
+        super().__init__(f"endpoint {endpoint!r} changed since revision {revision}; retry",
+                         field="revision", value=revision, rule="must be the current revision")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    spec: d.Node
+    revision: int
+    paused: bool
+    fallback: str | None
+    created_at: int
+    updated_at: int
+
+    def describe(self) -> str:
+        return d.describe(self.spec) + (" [paused]" if self.paused else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "spec": self.spec.to_dict(), "revision": self.revision,
+                "paused": self.paused, "fallback": self.fallback,
+                "summary": self.describe(), "models": [leaf.model for leaf in
+                                                       d.leaves(self.spec)],
+                "created_at": self.created_at, "updated_at": self.updated_at}
+
+
+@dataclass(frozen=True)
+class DeploymentEvent:
+    id: int
+    endpoint: str
+    revision: int
+    time: int
+    actor: str
+    action: str
+    reason: str | None
+    from_spec: dict[str, Any] | None
+    to_spec: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "endpoint": self.endpoint, "revision": self.revision,
+                "time": self.time, "actor": self.actor, "action": self.action,
+                "reason": self.reason, "from": self.from_spec, "to": self.to_spec,
+                "from_summary": _summary(self.from_spec), "to_summary": _summary(self.to_spec)}
+
+
+def _summary(spec: dict[str, Any] | None) -> str | None:
+    return d.describe(d.parse_spec(spec)) if spec else None
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry (containers)
+        return "unknown"
+
+
+def _row_to_endpoint(row: Any) -> Endpoint:
+    return Endpoint(row.name, d.parse_spec(row.spec), row.revision, bool(row.paused),
+                    row.fallback, row.created_at, row.updated_at)
+
+
+def get_endpoint(name: str, *, store: Store | None = None) -> Endpoint:
+    store = store or get_store()
+    with store.read() as conn:
+        row = conn.execute(select(t.endpoints).where(t.endpoints.c.name == name)).first()
+    if row is None:
+        raise NotFoundError("endpoint", name, "deploy a model to it first (prodml deploy)")
+    return _row_to_endpoint(row)
+
+
+def list_endpoints(*, store: Store | None = None) -> list[Endpoint]:
+    store = store or get_store()
+    with store.read() as conn:
+        rows = conn.execute(select(t.endpoints).order_by(t.endpoints.c.name)).all()
+    return [_row_to_endpoint(r) for r in rows]
+
+
+def revisions(*, store: Store | None = None) -> dict[str, int]:
+    """Each endpoint's revision: the one cheap read a worker polls to notice changes."""
+    store = store or get_store()
+    with store.read() as conn:
+        return dict(conn.execute(select(t.endpoints.c.name, t.endpoints.c.revision)).all())
+
+
+def history(name: str, *, limit: int = 100, store: Store | None = None
+            ) -> list[DeploymentEvent]:
+    """The endpoint's changes, newest first."""
+    store = store or get_store()
+    with store.read() as conn:
+        rows = conn.execute(select(t.deployment_events)
+                            .where(t.deployment_events.c.endpoint == name)
+                            .order_by(t.deployment_events.c.id.desc()).limit(limit)).all()
+    if not rows:
+        get_endpoint(name, store=store)  # raises NotFoundError for an unknown endpoint
+    return [DeploymentEvent(r.id, r.endpoint, r.revision, r.time, r.actor, r.action, r.reason,
+                            r.from_spec, r.to_spec) for r in rows]
+
+
+def change(name: str, transform: Callable[[Endpoint], tuple[d.Node, bool, str, str | None]],
+           *, actor: str | None = None, expected_revision: int | None = None,
+           store: Store | None = None) -> Endpoint:
+    """Apply ``transform(endpoint) -> (spec, paused, action, reason)`` as one recorded change.
+
+    With ``expected_revision`` the change applies only if nobody changed the endpoint since
+    (else :class:`ConcurrentChangeError`); without it, it retries on a race.
+    """
+    store = store or get_store()
+    for _ in range(20):
+        current = get_endpoint(name, store=store)
+        if expected_revision is not None and current.revision != expected_revision:
+            raise ConcurrentChangeError(name, expected_revision)
+        spec, paused, action, reason = transform(current)
+        now = now_ms()
+        with store.write() as conn:
+            done = conn.execute(update(t.endpoints)
+                                .where(t.endpoints.c.name == name,
+                                       t.endpoints.c.revision == current.revision)
+                                .values(spec=spec.to_dict(), paused=paused,
+                                        revision=current.revision + 1, updated_at=now))
+            if done.rowcount == 1:
+                conn.execute(t.deployment_events.insert().values(
+                    endpoint=name, revision=current.revision + 1, time=now,
+                    actor=actor or default_actor(), action=action, reason=reason,
+                    from_spec=current.spec.to_dict(), to_spec=spec.to_dict()))
+                return Endpoint(name, spec, current.revision + 1, paused, current.fallback,
+                                current.created_at, now)
+        if expected_revision is not None:
+            raise ConcurrentChangeError(name, expected_revision)
+    raise ConcurrentChangeError(name, current.revision)
+
+
+def resolve_models(spec: d.Node, *, store: Store | None = None) -> d.Node:
+    """Pin every leaf to ``name/version`` (``loan@champion`` resolves now, not per request)."""
+    from prodml.tracking import registry
+
+    store = store or get_store()
+    pinned = spec
+    for leaf in list(d.leaves(spec)):
+        version = registry.get(leaf.model, store=store)
+        if version.ref != leaf.model:
+            pinned = d.replace(pinned, leaf, d.Direct(model=version.ref))
+    return pinned
+
+
+def plan(current: d.Node | None, model: str, strategy: str = "direct", *,
+         percent: float = 100.0, steps: list[float] | None = None,
+         step_every_requests: int | None = None, step_every_seconds: float | None = None,
+         routing_key: str | None = None, guards: dict[str, Any] | None = None,
+         mode: str | None = None, threshold: float | None = None,
+         smoke: list[dict[str, Any]] | None = None) -> d.Node:
+    """The tree that ``prodml deploy ENDPOINT MODEL --strategy ...`` asks for.
+
+    The new model goes *beside* what serves now: as the only version (direct), as a mirror
+    (shadow), as a canary candidate against the current tree, or as the idle colour of a
+    blue-green pair. An automation mode wraps the result.
+    """
+    if strategy not in STRATEGIES:
+        raise InvalidInputError("strategy", strategy, f"must be one of {', '.join(STRATEGIES)}")
+    wrapper = d.find(current, d.Automation) if current is not None else None
+    serving = _unwrap(current)
+    new: d.Node = d.Direct(model=model)
+    if strategy != "direct" and serving is None:
+        raise InvalidInputError("strategy", strategy,
+                                "needs a model already serving the endpoint: deploy one "
+                                "with --strategy direct first")
+    if strategy == "shadow":
+        assert serving is not None
+        mirror = d.Mirror(node=new, percent=percent)
+        if isinstance(serving, d.Shadow):
+            new = serving.model_copy(update={"mirrors": (*serving.mirrors, mirror)})
+        else:
+            new = d.Shadow(primary=serving, mirrors=(mirror,))
+    elif strategy == "canary":
+        assert serving is not None
+        primary = serving.primary if isinstance(serving, d.Shadow) else serving
+        options: dict[str, Any] = {"primary": primary, "candidate": new,
+                                   "step_every_requests": step_every_requests,
+                                   "step_every_seconds": step_every_seconds,
+                                   "routing_key": routing_key, "step_started_at": now_ms()}
+        if steps:
+            options["steps"] = tuple(float(s) for s in steps)
+        if guards:
+            options["guards"] = d.Guards(**guards)
+        new = _validated(lambda: d.Canary(**options))
+    elif strategy == "blue-green":
+        assert serving is not None
+        live = serving.live if isinstance(serving, d.BlueGreen) else serving
+        new = _validated(lambda: d.BlueGreen(blue=live, green=d.Direct(model=model),
+                                             active="blue", smoke=tuple(smoke or ())))
+    if mode is not None or wrapper is not None:
+        mode = mode or wrapper.mode  # type: ignore[union-attr]
+        threshold = threshold if threshold is not None else (
+            wrapper.threshold if wrapper is not None else 0.8)
+        new = _validated(lambda: d.Automation(node=new, mode=mode, threshold=threshold))
+    return new
+
+
+def _validated(build: Callable[[], d.Node]) -> d.Node:
+    from pydantic import ValidationError
+
+    try:
+        return build()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInputError(".".join(str(p) for p in first["loc"]) or "deployment",
+                                first.get("input"), first["msg"]) from None
+
+
+def _unwrap(node: d.Node | None) -> d.Node | None:
+    return node.node if isinstance(node, d.Automation) else node
+
+
+def deploy(name: str, model: str | d.Node | dict[str, Any], strategy: str = "direct", *,
+           reason: str | None = None, actor: str | None = None,
+           fallback: str | None = None, store: Store | None = None, **options: Any
+           ) -> Endpoint:
+    """Put a model (or a whole deployment tree) behind endpoint ``name``.
+
+    ``model`` is a reference (``loan@champion``) placed by ``strategy`` (see :func:`plan`)
+    or a full tree (a node or its dict form). References are pinned to versions now.
+    """
+    from prodml.serving.fallback import compile_rule
+
+    store = store or get_store()
+    if fallback is not None:
+        compile_rule(fallback)  # refuse a broken rule before anything is written
+    try:
+        current: Endpoint | None = get_endpoint(name, store=store)
+    except NotFoundError:
+        current = None
+    if isinstance(model, str):
+        pinned_ref = resolve_models(d.Direct(model=model), store=store)
+        spec = plan(current.spec if current else None, pinned_ref.model, strategy,  # type: ignore[union-attr]
+                    **options)
+    else:
+        spec = d.parse_spec(model)
+    spec = resolve_models(spec, store=store)
+    if current is None:
+        _check_name(name)
+        now = now_ms()
+        from sqlalchemy.exc import IntegrityError
+        try:
+            with store.write() as conn:
+                conn.execute(t.endpoints.insert().values(
+                    name=name, spec=spec.to_dict(), revision=1, paused=False,
+                    fallback=fallback, created_at=now, updated_at=now))
+                conn.execute(t.deployment_events.insert().values(
+                    endpoint=name, revision=1, time=now, actor=actor or default_actor(),
+                    action="deploy", reason=reason, from_spec=None, to_spec=spec.to_dict()))
+            return get_endpoint(name, store=store)
+        except IntegrityError:  # created concurrently: fall through to a recorded change
+            pass
+    if fallback is not None:
+        set_fallback(name, fallback, store=store, actor=actor)
+    return change(name, lambda ep: (spec, ep.paused, "deploy", reason), actor=actor,
+                  store=store)
+
+
+def _check_name(name: str) -> None:
+    from prodml.tracking.registry import NAME_RULE
+
+    if not isinstance(name, str) or not NAME_RULE.match(name):
+        raise InvalidInputError("endpoint", name, "must start with a letter or digit and hold "
+                                "only letters, digits, '_', '-' and '.' (255 at most)")
+
+
+def rollback(name: str, *, reason: str | None = None, actor: str | None = None,
+             store: Store | None = None) -> Endpoint:
+    """Undo the last deployment change: a running canary goes back to its primary, a
+    blue-green switch goes back to the other colour, otherwise the tree before the last
+    deploy/promote returns."""
+    store = store or get_store()
+    events = history(name, limit=1000, store=store)
+    target = next((e.from_spec for e in events
+                   if e.action in ("deploy", "promote", "switch") and e.from_spec), None)
+    if target is None:
+        raise InvalidInputError("endpoint", name, "has no earlier deployment to roll back to")
+    spec = d.parse_spec(target)
+    return change(name, lambda ep: (spec, ep.paused, "rollback", reason), actor=actor,
+                  store=store)
+
+
+def switch(name: str, *, reason: str | None = None, actor: str | None = None,
+           store: Store | None = None) -> Endpoint:
+    """Flip a blue-green pair: the idle colour takes all traffic, the other stays loaded."""
+    def flip(ep: Endpoint) -> tuple[d.Node, bool, str, str | None]:
+        pair = d.find(ep.spec, d.BlueGreen)
+        if pair is None:
+            raise InvalidInputError("endpoint", name, "has no blue-green deployment to switch")
+        flipped = pair.model_copy(update={"active": "green" if pair.active == "blue"
+                                          else "blue"})
+        return d.replace(ep.spec, pair, flipped), ep.paused, "switch", reason
+    return change(name, flip, actor=actor, store=store)
+
+
+def set_paused(name: str, paused: bool, *, reason: str | None = None,
+               actor: str | None = None, store: Store | None = None) -> Endpoint:
+    """Pause (the fallback rule answers) or resume the endpoint's models."""
+    return change(name, lambda ep: (ep.spec, paused, "pause" if paused else "resume", reason),
+                  actor=actor, store=store)
+
+
+def set_fallback(name: str, rule: str | None, *, actor: str | None = None,
+                 store: Store | None = None) -> Endpoint:
+    from prodml.serving.fallback import compile_rule
+
+    store = store or get_store()
+    if rule is not None:
+        compile_rule(rule)
+    current = get_endpoint(name, store=store)
+    now = now_ms()
+    with store.write() as conn:
+        conn.execute(update(t.endpoints).where(t.endpoints.c.name == name)
+                     .values(fallback=rule, revision=t.endpoints.c.revision + 1, updated_at=now))
+        conn.execute(t.deployment_events.insert().values(
+            endpoint=name, revision=current.revision + 1, time=now,
+            actor=actor or default_actor(), action="fallback", reason=rule,
+            from_spec=current.spec.to_dict(), to_spec=current.spec.to_dict()))
+    return get_endpoint(name, store=store)
+
+
+def promote(name: str, *, reason: str | None = None, actor: str | None = None,
+            store: Store | None = None) -> Endpoint:
+    """End a running canary early in the candidate's favour: it takes all traffic."""
+    def finish(ep: Endpoint) -> tuple[d.Node, bool, str, str | None]:
+        canary = d.find(ep.spec, d.Canary)
+        if canary is None:
+            raise InvalidInputError("endpoint", name, "has no running canary to promote")
+        return d.replace(ep.spec, canary, canary.candidate), ep.paused, "promote", reason
+    return change(name, finish, actor=actor, store=store)
