@@ -163,6 +163,20 @@ class HumanLevelPerformance:
     items: int = 0
     slice_items: dict[str, int] = field(default_factory=dict)
 
+    @classmethod
+    def from_scores(cls, scores: Any, aggregate: str = "mean", items: int = 0,
+                    slice_items: dict[str, int] | None = None) -> HumanLevelPerformance:
+        """HLP from labeler scores counted elsewhere (against a leave-one-out consensus, say:
+        :func:`prodml.data.labels.human_level`); slices in the order the scores name them."""
+        if aggregate not in AGGREGATES:
+            raise InvalidInputError("aggregate", aggregate,
+                                    f"must be one of {', '.join(AGGREGATES)}")
+        kept = tuple(s for s in scores if s.count > 0)
+        names = dict.fromkeys(["overall", *(s.slice for s in kept)])
+        levels = {n: _combine([s for s in kept if s.slice == n], aggregate) for n in names}
+        return cls(overall=levels.pop("overall"), slices=levels, scores=kept,
+                   aggregate=aggregate, items=items, slice_items=dict(slice_items or {}))
+
     @property
     def labelers(self) -> list[str]:
         return list(dict.fromkeys(s.labeler for s in self.scores))
