@@ -1,0 +1,484 @@
+"""The prediction log: every answered request, committed in groups, read back as a frame.
+
+``PredictionLog`` owns one writer thread. ``await log.write(records)`` queues the records
+with a future and waits; the writer takes everything waiting (up to ``max_batch`` rows),
+writes it in one transaction and then resolves every future of that commit. So under load
+many requests share one commit (group commit): a 2xx still means "committed", and the cost
+of a commit is paid once per group, not per request. The event loop only queues: the
+records are serialised (Arrow for the inputs, JSON for the answers) on the writer thread.
+
+In one commit, each endpoint's rows get one ``prediction_batches`` row holding their inputs
+and probabilities as an Arrow IPC stream (see :mod:`prodml.serving.log_payload`), and one
+``predictions`` row each (executemany) pointing into it with ``batch_id``/``row``. Rows with
+status ``review`` open a ``review_items`` row in the same transaction.
+
+``mode="fast"`` returns from ``write()`` at once; the writer gathers for up to
+``flush_interval`` seconds before committing. A crash (``kill -9``, power loss of the
+process) loses at most what was written in that interval plus one commit; ``close()`` (on
+server shutdown and at exit) flushes everything.
+
+>>> import asyncio
+>>> from prodml.store import get_store
+>>> log = PredictionLog(get_store())
+>>> record = PredictionRecord(
+...     id=new_prediction_id(), time=now_ms(), endpoint="loans", model_name="loan",
+...     model_version=2, route="primary", revision=1, routing_key=None,
+...     inputs={"age": 41, "salary": 52000.0}, prediction="approve",
+...     probabilities={"approve": 0.8, "reject": 0.2}, confidence=0.8, latency_ms=3.5,
+...     status="ok")
+>>> asyncio.run(log.write([record]))  # returns once committed
+>>> log.close()
+>>> frame = read_predictions("loans")
+>>> frame.select("prediction", "age", "salary", "proba_approve").row(0)
+('approve', 41, 52000.0, 0.8)
+>>> get_prediction(record.id)["inputs"]
+{'age': 41, 'salary': 52000.0}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from prodml.errors import InvalidInputError, ProdmlError, StoreUnavailableError
+from prodml.serving import log_payload
+from prodml.serving.log_reader import get_prediction, read_predictions
+from prodml.store import Store, now_ms
+from prodml.store import tables as t
+from prodml.store.engine import describe_error
+
+__all__ = ["LogStats", "PredictionLog", "PredictionRecord", "get_prediction", "hash_pii",
+           "new_prediction_id", "read_predictions"]
+
+log = logging.getLogger("prodml.serving.prediction_log")
+hash_pii = log_payload.hash_pii
+MODES = ("durable", "fast")
+
+
+def new_prediction_id() -> str:
+    """32 hex characters: the time in ms (12) then 80 random bits (20).
+
+    Ids sort by creation time (to the millisecond; within one process strictly, as ids of
+    the same millisecond count up from a random start) and are unique across processes and
+    machines without coordination.
+
+    >>> a, b = new_prediction_id(), new_prediction_id()
+    >>> len(a), a < b
+    (32, True)
+    """
+    global _last_ms, _last_random
+    ms = time.time_ns() // 1_000_000
+    with _id_lock:
+        if ms <= _last_ms:  # same millisecond (or the clock stepped back): count up
+            ms, _last_random = _last_ms, (_last_random + 1) & _RANDOM_MASK
+        else:
+            _last_ms, _last_random = ms, int.from_bytes(os.urandom(10), "big") >> 1
+        return f"{ms:012x}{_last_random:020x}"
+
+
+_id_lock = threading.Lock()
+_last_ms, _last_random = 0, 0
+_RANDOM_MASK = (1 << 80) - 1
+os.register_at_fork(after_in_child=lambda: globals().update(_last_ms=0))
+
+
+@dataclass(slots=True)
+class PredictionRecord:
+    """One answered (or mirrored) request, as the log stores it."""
+
+    id: str
+    time: int  # ms since the epoch
+    endpoint: str
+    model_name: str | None
+    model_version: int | None
+    route: str  # primary, canary, shadow, fallback, human
+    revision: int | None  # the endpoint revision that routed it
+    routing_key: str | None
+    inputs: dict[str, Any]  # one row of features
+    prediction: Any  # JSON-able answer (class label, number, None)
+    probabilities: dict[str, float] | None  # per class, when the model gives them
+    confidence: float | None
+    latency_ms: float
+    status: str  # ok, error, timeout, review
+    error: str | None = None
+    parent_id: str | None = None  # a shadow's link to the answer that was returned
+
+
+@dataclass(frozen=True)
+class LogStats:
+    """What the writer has done so far (for ``/metrics``)."""
+
+    queue_depth: int  # records waiting for a commit
+    commits: int
+    rows: int  # records committed
+    last_commit_ms: float | None  # serialise + transaction of the latest commit
+    mean_commit_ms: float | None
+    max_commit_rows: int
+    dropped: int  # records not stored: failed commits nobody waited on, full queue
+    failed_commits: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+class _Flush:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_STOP = object()
+
+
+class PredictionLog:
+    """Durable, group-committed logging of predictions (see the module docstring)."""
+
+    def __init__(self, store: Store, *, mode: str = "durable", flush_interval: float = 0.1,
+                 max_batch: int = 2048, max_queue: int = 100_000) -> None:
+        if mode not in MODES:
+            raise InvalidInputError("mode", mode, "must be 'durable' or 'fast'")
+        if not flush_interval > 0:
+            raise InvalidInputError("flush_interval", flush_interval, "must be > 0 seconds")
+        if max_batch < 1:
+            raise InvalidInputError("max_batch", max_batch, "must be >= 1")
+        self.store = store
+        self.mode = mode
+        self.flush_interval = flush_interval
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self._pii: dict[str, frozenset[str]] = {}
+        self._pii_key: bytes | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._queued = 0
+        self._commits = self._rows = self._dropped = self._failed = self._max_rows = 0
+        self._last_ms: float | None = None
+        self._total_ms = 0.0
+
+    # ---- configuration and lifecycle -----------------------------------------------------
+    def set_pii(self, endpoint: str, columns: Iterable[str]) -> None:
+        """Store these inputs of ``endpoint`` hashed (see :func:`hash_pii`), never in clear."""
+        columns = frozenset(columns)
+        if columns and self._pii_key is None:
+            self._pii_key = log_payload.pii_key()
+        self._pii[endpoint] = columns
+
+    def start(self) -> None:
+        """Start the writer thread (once; ``write`` starts it too)."""
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(target=self._run, name="prodml-prediction-log",
+                                            daemon=True)
+            self._thread.start()
+        atexit.register(self.close)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is queued and stop the writer. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            if thread is not None:  # under the lock: every write queued before is ahead of it
+                self._queue.put(_STOP)
+        atexit.unregister(self.close)
+        if thread is None:
+            return
+        thread.join(timeout)
+        if thread.is_alive():
+            log.error("prediction log: writer still busy after %.0f s at close; %d records "
+                      "may not be committed", timeout, self.stats.queue_depth)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Return once everything written before this call is committed (or failed).
+
+        Raises ``TimeoutError`` if the writer needs longer than ``timeout`` seconds.
+        """
+        if self._thread is None or not self._thread.is_alive():
+            return
+        marker = _Flush()
+        self._queue.put(marker)
+        if not marker.done.wait(timeout):
+            raise TimeoutError(f"prediction log: not flushed within {timeout:g} s "
+                               f"({self.stats.queue_depth} records waiting)")
+
+    @property
+    def stats(self) -> LogStats:
+        with self._lock:
+            return LogStats(queue_depth=self._queued, commits=self._commits, rows=self._rows,
+                            last_commit_ms=self._last_ms,
+                            mean_commit_ms=self._total_ms / self._commits if self._commits
+                            else None, max_commit_rows=self._max_rows, dropped=self._dropped,
+                            failed_commits=self._failed)
+
+    # ---- writing -------------------------------------------------------------------------
+    async def write(self, records: Sequence[PredictionRecord] | PredictionRecord) -> None:
+        """Log ``records``. Durable: return once committed (``StoreUnavailableError`` if the
+        commit failed). Fast: return at once (but wait for the commit when more than
+        ``max_queue`` records are already waiting, so memory stays bounded)."""
+        if isinstance(records, PredictionRecord):
+            records = (records,)
+        if not records:
+            return
+        if self.mode == "fast" and self._queued < self.max_queue:
+            self._put(records, None, None)
+            return
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._put(records, loop, future)
+        await future
+
+    def write_sync(self, records: Sequence[PredictionRecord] | PredictionRecord,
+                   timeout: float | None = None) -> None:
+        """``write`` for code without an event loop: blocks until committed (either mode)."""
+        if isinstance(records, PredictionRecord):
+            records = (records,)
+        if not records:
+            return
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._put(records, None, future)
+        future.result(timeout)
+
+    def write_nowait(self, records: Sequence[PredictionRecord] | PredictionRecord) -> None:
+        """Queue ``records`` and return at once, in either mode (e.g. shadow answers).
+
+        Never blocks: when more than ``max_queue`` records are waiting, these are dropped
+        (counted in ``stats.dropped``) rather than slowing the caller down.
+        """
+        if isinstance(records, PredictionRecord):
+            records = (records,)
+        if not records:
+            return
+        if self._queued >= self.max_queue or self._closed:
+            with self._lock:
+                self._dropped += len(records)
+            log.warning("prediction log: %s; dropped %d records",
+                        "closed" if self._closed else f"queue full ({self._queued} records)",
+                        len(records))
+            return
+        try:
+            self._put(records, None, None)
+        except StoreUnavailableError:  # closed meanwhile
+            with self._lock:
+                self._dropped += len(records)
+
+    def _put(self, records: Sequence[PredictionRecord], loop: Any, future: Any) -> None:
+        if self._thread is None:
+            self.start()
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailableError(self.store.display_url,
+                                            "the prediction log is closed")
+            self._queued += len(records)
+            self._queue.put((records, loop, future))
+
+    # ---- the writer thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        fast = self.mode == "fast"
+        get = self._queue.get
+        while True:
+            item = get()
+            entries: list[tuple[Any, Any, Any]] = []
+            markers: list[_Flush] = []
+            rows = 0
+            stop = False
+            deadline = time.monotonic() + self.flush_interval if fast else 0.0
+            while True:
+                if item is _STOP:
+                    stop = True
+                    break
+                if isinstance(item, _Flush):
+                    markers.append(item)
+                    break
+                entries.append(item)
+                rows += len(item[0])
+                if rows >= self.max_batch:
+                    break
+                try:
+                    wait = deadline - time.monotonic()
+                    item = get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if entries:
+                try:
+                    self._commit(entries)
+                except Exception as exc:  # the writer must outlive any bug
+                    log.exception("prediction log: unexpected error in the writer")
+                    self._resolve(entries, exc)
+            for marker in markers:
+                marker.done.set()
+            if stop:
+                return
+
+    def _commit(self, entries: list[tuple[Any, Any, Any]]) -> None:
+        records = [r for entry in entries for r in entry[0]]
+        with self._lock:
+            self._queued -= len(records)
+        try:
+            self._store_with_retry(records)
+        except Exception as exc:  # noqa: BLE001 - reported to the callers
+            if len(entries) == 1:
+                self._resolve(entries, exc)
+                return
+            # One caller's bad records (a duplicate id, say) must not fail the others.
+            for entry in entries:
+                try:
+                    self._store_with_retry(list(entry[0]))
+                except Exception as single:  # noqa: BLE001 - reported to its caller
+                    self._resolve([entry], single)
+                else:
+                    self._resolve([entry], None)
+            return
+        self._resolve(entries, None)
+
+    def _store_with_retry(self, records: list[PredictionRecord]) -> None:
+        try:
+            self._store(records)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:  # a dropped connection is worth one retry
+                raise
+            self._store(records)
+
+    def _store(self, records: list[PredictionRecord]) -> None:
+        started = time.perf_counter()
+        now = now_ms()
+        groups: dict[str, list[PredictionRecord]] = {}
+        for record in records:
+            groups.setdefault(record.endpoint, []).append(record)
+        batches, rows, reviews = [], [], []
+        for endpoint, group in groups.items():
+            try:
+                payload, problems = log_payload.encode(group, self._pii.get(endpoint,
+                                                                              frozenset()),
+                                                       self._pii_key)
+            except Exception as exc:  # noqa: BLE001 - the predictions are logged without it
+                why = f"inputs not logged: {type(exc).__name__}: {exc}"
+                payload, problems = None, {i: [why] for i in range(len(group))}
+            first = len(rows)
+            for i, record in enumerate(group):
+                row = _row(record, problems.get(i))
+                row["row"] = i if payload is not None else None
+                rows.append(row)
+                if record.status == "review":
+                    reviews.append({"prediction_id": record.id, "endpoint": record.endpoint,
+                                    "created_at": now, "status": "open",
+                                    "suggestion": row["prediction"],
+                                    "confidence": row["confidence"]})
+            if payload is not None:
+                batches.append((first, len(group), {
+                    "endpoint": endpoint, "time_first": min(r.time for r in group),
+                    "time_last": max(r.time for r in group), "num_rows": len(group),
+                    "payload": payload}))
+        with self.store.write() as conn:
+            for first, count, batch in batches:
+                batch_id = conn.execute(t.prediction_batches.insert(), batch
+                                        ).inserted_primary_key[0]
+                for row in rows[first:first + count]:
+                    row["batch_id"] = batch_id
+            conn.execute(t.predictions.insert(), rows)
+            if reviews:
+                conn.execute(t.review_items.insert(), reviews)
+        elapsed = (time.perf_counter() - started) * 1000
+        with self._lock:
+            self._commits += 1
+            self._rows += len(records)
+            self._last_ms = elapsed
+            self._total_ms += elapsed
+            self._max_rows = max(self._max_rows, len(records))
+
+    def _resolve(self, entries: list[tuple[Any, Any, Any]], exc: BaseException | None) -> None:
+        if exc is not None:
+            with self._lock:
+                self._failed += 1
+            waited = sum(len(e[0]) for e in entries if e[2] is not None)
+            unwaited = sum(len(e[0]) for e in entries) - waited
+            if unwaited:
+                with self._lock:
+                    self._dropped += unwaited
+            log.error("prediction log: commit of %d records failed: %s",
+                      waited + unwaited, _reason(exc))
+        by_loop: dict[Any, list[tuple[asyncio.Future[None], BaseException | None]]] = {}
+        for _records, loop, future in entries:
+            if future is None:
+                continue
+            error = None if exc is None else self._error(exc)
+            if loop is None:
+                _settle([(future, error)])
+            else:
+                by_loop.setdefault(loop, []).append((future, error))
+        for loop, futures in by_loop.items():  # one wake-up per loop, not per request
+            try:
+                loop.call_soon_threadsafe(_settle, futures)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+    def _error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, ProdmlError):
+            return exc
+        if isinstance(exc, IntegrityError):
+            return InvalidInputError("prediction", None,
+                                     f"cannot be logged: {describe_error(exc)}")
+        return StoreUnavailableError(self.store.display_url, _reason(exc))
+
+
+def _settle(futures: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for future, error in futures:
+        if future.done():  # the request was cancelled; the record is committed anyway
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, DBAPIError):
+        return describe_error(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number  # SQLite cannot hold NaN
+
+
+def _row(record: PredictionRecord, problems: list[str] | None) -> dict[str, Any]:
+    notes = list(problems or ())
+    try:
+        prediction = log_payload.to_json(record.prediction)
+    except TypeError as exc:
+        prediction = None
+        notes.append(f"prediction not logged: {exc}")
+    error = record.error
+    if notes:
+        log.warning("prediction %s: %s", record.id, "; ".join(notes))
+        error = "; ".join(([error] if error else []) + notes)
+    return {"id": record.id, "time": record.time, "endpoint": record.endpoint,
+            "model_name": record.model_name, "model_version": record.model_version,
+            "route": record.route, "revision": record.revision,
+            "routing_key": record.routing_key, "prediction": prediction,
+            "confidence": _number(record.confidence), "latency_ms": _number(record.latency_ms),
+            "status": record.status, "error": error, "parent_id": record.parent_id,
+            "batch_id": None, "row": None}
+
