@@ -10,9 +10,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from prodml.cli import models, runs
+from prodml.cli import deployments, models, runs
 from prodml.cli import schema as schema_cli
 from prodml.cli import split as split_cli
+from prodml.cli import feedback as feedback_cli
+from prodml.cli import review as review_cli
 from prodml.cli.drift import drift_command
 from prodml.cli.evaluate import evaluate_command
 from prodml.cli.profile import profile_command
@@ -24,12 +26,22 @@ app = typer.Typer(name="prodml", no_args_is_help=True, pretty_exceptions_enable=
                   context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(feedback_cli.app, name="feedback")
+app.add_typer(review_cli.app, name="review")
 app.command("profile")(profile_command)
 app.add_typer(schema_cli.app, name="schema")
 app.command("validate")(schema_cli.validate_command)
 app.command("split")(split_cli.split_command)
 app.command("drift")(drift_command)
 app.command("evaluate")(evaluate_command)
+app.command("serve")(deployments.serve_command)
+app.command("deploy")(deployments.deploy_command)
+app.command("rollback")(deployments.rollback_command)
+app.command("promote")(deployments.promote_command)
+app.command("switch")(deployments.switch_command)
+app.command("pause")(deployments.pause_command)
+app.command("resume")(deployments.resume_command)
+app.add_typer(deployments.app, name="deployments")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
@@ -37,6 +49,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON
 @app.command()
 def demo(rows: Annotated[int, typer.Option(min=200, help="Loan applications to generate.")] = 6000,
          seed: Annotated[int, typer.Option(help="Random seed for data and models.")] = 42,
+         serve: Annotated[bool, typer.Option(
+             help="Serve the champion over HTTP, shadow and canary a challenger.")] = True,
          as_json: JsonFlag = False) -> None:
     """Run the loan-approval lifecycle demo on the configured store (SQLite by default)."""
     from prodml.demo.lifecycle import MODEL_NAME, run_demo
@@ -44,10 +58,10 @@ def demo(rows: Annotated[int, typer.Option(min=200, help="Loan applications to g
 
     store = get_store()
     if as_json:
-        print_json(run_demo(rows, seed, store=store).to_dict())
+        print_json(run_demo(rows, seed, store=store, serve=serve).to_dict())
         return
     with console.status("starting") as status:
-        result = run_demo(rows, seed, store=store,
+        result = run_demo(rows, seed, store=store, serve=serve,
                           say=lambda m: (console.log(m), status.update(m)))
     table = Table(title="loan-approval runs (test set)", header_style="bold")
     table.add_column("role")
@@ -78,11 +92,36 @@ def demo(rows: Annotated[int, typer.Option(min=200, help="Loan applications to g
                   f"{'[bold red]detected[/]' if result.drift['dataset_drift'] else 'not detected'}"
                   " (at >= 50% of features)")
     console.print(f"drift report {result.drift_report}")
+    _print_serving(result.serving)
     console.print(f"store      {result.store_url}")
     console.print(f"artifacts  {result.artifacts}")
     console.print("next       prodml runs list · prodml runs compare "
                   f"{result.runs['baseline'][:8]} {result.runs['candidate'][:8]} · "
                   f"prodml models show {MODEL_NAME}@champion")
+
+
+def _print_serving(act: dict) -> None:
+    if not act:
+        return
+    if "history" not in act:
+        console.print(f"challenger {act['challenger']} not blessed: not deployed")
+        return
+    agreement = act["shadow_agreement"]
+    if agreement["agreement"] is not None:
+        console.print(f"shadow {act['challenger']}: agreed with the champion on "
+                      f"{agreement['agreement']:.1%} of {agreement['compared']} requests",
+                      highlight=False)
+    table = Table(title=f"rollout of endpoint {act['endpoint']} (deployment history)",
+                  header_style="bold")
+    for column in ("rev", "action", "by", "deployment", "why"):
+        table.add_column(column)
+    for event in act["history"]:
+        table.add_row(str(event["revision"]), event["action"], event["actor"],
+                      escape(event["to"] or "-"), escape(event["reason"] or ""))
+    console.print(table)
+    console.print("prediction log: " + ", ".join(f"{k}: {v}" for k, v in act["log"].items()),
+                  highlight=False)
+    console.print(f"[bold]serving now[/]: {act['final']}")
 
 
 @app.command()

@@ -51,6 +51,7 @@ class DemoResult:
     drift_report: str = ""  # path of the HTML report
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> verdict
     evaluation_report: str = ""  # the blessed version's HTML evaluation
+    serving: dict[str, Any] = field(default_factory=dict)  # the serving act (see serve=)
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -63,8 +64,10 @@ def _scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
 
 
 def run_demo(rows: int = 6000, seed: int = 42, *, store: Store | None = None,
+             serve: bool = True,
              say: Callable[[str], None] = lambda message: None) -> DemoResult:
-    """Train a baseline and a gradient-boosted loan model, track both, register the winner."""
+    """Train a baseline and a gradient-boosted loan model, track both, register the winner;
+    then (``serve``) serve it over HTTP, shadow and canary a challenger."""
     store = store or get_store()
     result = DemoResult(store.display_url, store.artifacts.location, rows)
 
@@ -163,7 +166,46 @@ def run_demo(rows: int = 6000, seed: int = 42, *, store: Store | None = None,
                     "methods": {c.name: c.method for c in report.columns},
                     "headline": report.headline()}
     result.drift_report = str(path)
+    if serve:
+        result.serving = _serving_act(store, train, test, seed, baseline_eval, say)
     return result
+
+
+def _serving_act(store: Store, train: Any, test: Any, seed: int, baseline_eval: Any,
+                 say: Callable[[str], None]) -> dict[str, Any]:
+    """Train a challenger, gate it, then serve the champion and shadow/canary the challenger."""
+    from prodml.demo.serving import serving_story
+
+    say("training a challenger (gradient boosting, slower learning rate, more trees)")
+    params = {"model": "hist_gradient_boosting", "max_iter": 300, "learning_rate": 0.05,
+              "max_leaf_nodes": 31, "seed": seed + 1}
+    with start_run(experiment=EXPERIMENT, name="challenger-gbm", store=store, params=params,
+                   tags={"role": "challenger"}) as run:
+        run.log_dataset(train, context="train", name="loan-train")
+        run.log_dataset(test, context="test", name="loan-test")
+        challenger = HistGradientBoostingClassifier(
+            max_iter=params["max_iter"], learning_rate=params["learning_rate"],
+            max_leaf_nodes=params["max_leaf_nodes"], early_stopping=False,
+            random_state=params["seed"]).fit(train[FEATURES], train[LABEL].to_numpy())
+        run.log_metrics(_scores(test[LABEL].to_numpy(),
+                                challenger.predict_proba(test[FEATURES])[:, 1]))
+    version = registry.register(MODEL_NAME, challenger, run=run.id,
+                                input_example=train[FEATURES].head(100), trusted=HGB_TRUSTED,
+                                store=store, description="Loan approval, challenger")
+    evaluation = evaluate(challenger, test, label=LABEL, slices=SLICES, features=FEATURES)
+    blessing = gate(evaluation, RELEASE_GATE, baseline=baseline_eval)
+    registry.attach_evaluation(version.ref, evaluation, blessing, name="test split",
+                               store=store)
+    act: dict[str, Any] = {"challenger": version.ref, "challenger_blessed": blessing.blessed}
+    if not blessing.blessed:
+        say(f"{version.ref} is not blessed: it stays off the endpoint")
+        return act
+    records = test[FEATURES].to_dict(orient="records")
+    act.update(serving_story(store, records, test[LABEL].tolist(), f"{MODEL_NAME}@champion",
+                             version.ref, say=say))
+    if act["final"] == version.ref:  # promoted by the canary: the registry follows
+        registry.set_alias(MODEL_NAME, "champion", version.version, store=store)
+    return act
 
 
 INFLATION = 0.25  # salaries, house values and loans a year later

@@ -62,6 +62,25 @@ class LoadedModel:
                    has_proba=callable(getattr(model, "predict_proba", None)),
                    columns=columns)
 
+    def warm_up(self) -> bool:
+        """Predict one made-up row before taking traffic: the first call of a model pays for
+        thread pools and lazy imports (hundreds of ms), which a canary's p99 guard would
+        otherwise charge to the first callers. False when no valid row could be made."""
+        row: dict[str, list[Any]] = {}
+        if self.schema is not None:
+            for name, rules in self.schema.columns.items():
+                row[name] = [_example_value(rules.type, rules.min_value, rules.categories)]
+        elif self.signature is not None:
+            for column in self.signature.inputs:
+                row[column.name] = [_example_value(column.type, None, None)]
+        if not row:
+            return False
+        try:
+            self.predict(self.frame(row))
+            return True
+        except Exception:  # a made-up row may break a rule the model enforces: not fatal
+            return False
+
     def frame(self, columns: dict[str, list[Any]]) -> pd.DataFrame:
         """The model's input frame, in its column order (extra request fields dropped)."""
         names = self.columns or list(columns)
@@ -78,6 +97,16 @@ class LoadedModel:
             return Predicted(predictions, proba, classes, proba.max(axis=1).tolist())
         raw = np.asarray(self.model.predict(frame))
         return Predicted([_plain(v) for v in raw.tolist()], None, None, [None] * len(raw))
+
+
+def _example_value(kind: str, low: Any, categories: Any) -> Any:
+    if categories:
+        return categories[0]
+    if kind in ("integer", "float"):
+        return low if isinstance(low, (int, float)) else 0
+    if kind == "boolean":
+        return False
+    return ""
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,202 @@
+"""``prodml serve``, ``deploy``, ``rollback``, ``promote``, ``switch``, ``pause``, ``resume``
+and ``prodml deployments status|history``."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from prodml.cli.output import console, print_json, when
+from prodml.errors import InvalidInputError
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+Reason = Annotated[Optional[str], typer.Option("--reason", help="Why: kept in the history.")]
+Actor = Annotated[Optional[str], typer.Option("--by", help="Who (default: the OS user).")]
+
+app = typer.Typer(no_args_is_help=True, help="Endpoints, their deployments and history.")
+
+
+def serve_command(
+        host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+        workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+        endpoint: Annotated[Optional[list[str]], typer.Option(
+            "--endpoint", help="Serve only these endpoints (default: all).")] = None,
+        log_mode: Annotated[str, typer.Option(
+            help="durable: a 2xx means the prediction is committed; fast: buffered, "
+                 "flushed every 100 ms.")] = "durable",
+        access_log: Annotated[bool, typer.Option(help="Log every request.")] = False) -> None:
+    """Serve the store's endpoints over HTTP (uvicorn): OIP v2, MLflow scoring, plain JSON."""
+    import uvicorn
+
+    if log_mode not in ("durable", "fast"):
+        raise InvalidInputError("--log-mode", log_mode, "must be durable or fast")
+    os.environ["PRODML_LOG_MODE"] = log_mode
+    os.environ["PRODML_SERVE_ENDPOINTS"] = ",".join(endpoint or [])
+    from prodml.store import get_store
+    store = get_store()  # migrate once here, not racing in every worker
+    os.environ.setdefault("PRODML_DATABASE_URL", store.database_url)
+    console.print(f"serving {store.display_url} on http://{host}:{port} "
+                  f"({workers} worker{'s' * (workers > 1)}, {log_mode} log) · docs at /docs",
+                  highlight=False)
+    uvicorn.run("prodml.serving.asgi:app_factory", factory=True, host=host, port=port,
+                workers=workers, log_level="warning", access_log=access_log,
+                timeout_graceful_shutdown=10)
+
+
+def deploy_command(
+        endpoint: Annotated[str, typer.Argument(help="Endpoint name, e.g. loan.")],
+        model: Annotated[Optional[str], typer.Argument(
+            help="Model reference: loan/3, loan@champion.")] = None,
+        strategy: Annotated[str, typer.Option(
+            help="direct, shadow, canary or blue-green.")] = "direct",
+        percent: Annotated[float, typer.Option(help="Shadow: share of traffic mirrored.")
+                           ] = 100.0,
+        steps: Annotated[Optional[str], typer.Option(
+            help="Canary: rising weights, e.g. 5,25,50,100.")] = None,
+        step_requests: Annotated[Optional[int], typer.Option(
+            help="Canary: candidate requests per step.")] = None,
+        step_seconds: Annotated[Optional[float], typer.Option(
+            help="Canary: seconds per step.")] = None,
+        routing_key: Annotated[Optional[str], typer.Option(
+            help="Canary: input field that keeps a caller on one side.")] = None,
+        max_error_rate: Annotated[Optional[float], typer.Option(help="Canary guard.")] = None,
+        max_p99_ms: Annotated[Optional[float], typer.Option(help="Canary guard.")] = None,
+        max_disagreement: Annotated[Optional[float], typer.Option(help="Canary guard.")
+                                    ] = None,
+        mode: Annotated[Optional[str], typer.Option(
+            help="Automation: shadow, assist, partial or full.")] = None,
+        threshold: Annotated[Optional[float], typer.Option(
+            help="Partial automation: confidence under which a person decides.")] = None,
+        fallback: Annotated[Optional[str], typer.Option(
+            help="Rule answering when the model is paused or failing: an expression or "
+                 "module:function.")] = None,
+        spec: Annotated[Optional[str], typer.Option(
+            "--file", "-f", help="A deployment tree in YAML or JSON instead of MODEL.")] = None,
+        reason: Reason = None, actor: Actor = None, as_json: JsonFlag = False) -> None:
+    """Deploy a model to an endpoint with a strategy; the change is recorded with who and why."""
+    from prodml.serving import endpoints as eps
+
+    options: dict = {}
+    if strategy == "shadow":
+        options["percent"] = percent
+    if steps:
+        try:
+            options["steps"] = [float(s) for s in steps.split(",")]
+        except ValueError:
+            raise InvalidInputError("--steps", steps, "must be numbers separated by commas"
+                                    ) from None
+    for key, value in (("step_every_requests", step_requests),
+                       ("step_every_seconds", step_seconds), ("routing_key", routing_key),
+                       ("mode", mode), ("threshold", threshold)):
+        if value is not None:
+            options[key] = value
+    guards = {k: v for k, v in (("max_error_rate", max_error_rate),
+                                ("max_latency_p99_ms", max_p99_ms),
+                                ("max_disagreement", max_disagreement)) if v is not None}
+    if guards:
+        options["guards"] = guards
+    if spec is not None:
+        from pathlib import Path
+
+        from prodml.specs import read_spec
+        if not Path(spec).exists():
+            raise InvalidInputError("--file", spec, "file does not exist")
+        target, _ = read_spec(Path(spec).read_text(), spec)  # YAML is a superset of JSON
+    elif model is not None:
+        target = model
+    else:
+        raise InvalidInputError("model", None, "give a model reference or --file SPEC")
+    result = eps.deploy(endpoint, target, strategy, reason=reason, actor=actor,
+                        fallback=fallback, **(options if spec is None else {}))
+    _show(result, as_json, "deployed")
+
+
+def _show(endpoint, as_json: bool, verb: str) -> None:  # type: ignore[no-untyped-def]
+    if as_json:
+        print_json(endpoint.to_dict())
+        return
+    console.print(f"{verb} [bold]{endpoint.name}[/] (revision {endpoint.revision}): "
+                  f"{endpoint.describe()}", highlight=False)
+
+
+def rollback_command(endpoint: str, reason: Reason = None, actor: Actor = None,
+                     as_json: JsonFlag = False) -> None:
+    """Undo the last deployment change (a canary back to its primary, a switch back)."""
+    from prodml.serving import endpoints as eps
+    _show(eps.rollback(endpoint, reason=reason, actor=actor), as_json, "rolled back")
+
+
+def promote_command(endpoint: str, reason: Reason = None, actor: Actor = None,
+                    as_json: JsonFlag = False) -> None:
+    """Give a running canary's candidate all traffic now."""
+    from prodml.serving import endpoints as eps
+    _show(eps.promote(endpoint, reason=reason, actor=actor), as_json, "promoted")
+
+
+def switch_command(endpoint: str, reason: Reason = None, actor: Actor = None,
+                   as_json: JsonFlag = False) -> None:
+    """Flip a blue-green pair (a running server checks the idle side's smoke records)."""
+    from prodml.serving import endpoints as eps
+    _show(eps.switch(endpoint, reason=reason, actor=actor), as_json, "switched")
+
+
+def pause_command(endpoint: str, reason: Reason = None, actor: Actor = None,
+                  as_json: JsonFlag = False) -> None:
+    """Pause the endpoint's models: its fallback rule answers until resumed."""
+    from prodml.serving import endpoints as eps
+    _show(eps.set_paused(endpoint, True, reason=reason, actor=actor), as_json, "paused")
+
+
+def resume_command(endpoint: str, reason: Reason = None, actor: Actor = None,
+                   as_json: JsonFlag = False) -> None:
+    """Let the endpoint's models answer again."""
+    from prodml.serving import endpoints as eps
+    _show(eps.set_paused(endpoint, False, reason=reason, actor=actor), as_json, "resumed")
+
+
+@app.command("status")
+def status(endpoint: Annotated[Optional[str], typer.Argument()] = None,
+           as_json: JsonFlag = False) -> None:
+    """Every endpoint (or one) with its deployment, revision and state."""
+    from prodml.serving import endpoints as eps
+
+    found = [eps.get_endpoint(endpoint)] if endpoint else eps.list_endpoints()
+    if as_json:
+        print_json([e.to_dict() for e in found])
+        return
+    table = Table(header_style="bold")
+    for column in ("endpoint", "deployment", "revision", "paused", "fallback", "updated"):
+        table.add_column(column)
+    for e in found:
+        table.add_row(e.name, d_summary(e), str(e.revision), "yes" if e.paused else "no",
+                      e.fallback or "-", when(e.updated_at))
+    console.print(table)
+
+
+def d_summary(endpoint) -> str:  # type: ignore[no-untyped-def]
+    from prodml.serving import deployment as d
+    return d.describe(endpoint.spec)
+
+
+@app.command("history")
+def history_command(endpoint: str, limit: Annotated[int, typer.Option(min=1)] = 50,
+                    as_json: JsonFlag = False) -> None:
+    """The endpoint's changes, newest first: who, when, why, from, to."""
+    from prodml.serving import endpoints as eps
+
+    events = eps.history(endpoint, limit=limit)
+    if as_json:
+        print_json([e.to_dict() for e in events])
+        return
+    table = Table(header_style="bold")
+    for column in ("rev", "time", "action", "by", "to", "reason"):
+        table.add_column(column)
+    for e in events:
+        info = e.to_dict()
+        table.add_row(str(e.revision), when(e.time), e.action, e.actor,
+                      info["to_summary"] or "-", e.reason or "")
+    console.print(table)

@@ -1,0 +1,367 @@
+"""The ASGI app that ``prodml serve`` runs under uvicorn.
+
+Routes, thinly over :class:`~prodml.serving.service.ServingService` and the store:
+
+- plain JSON: ``POST /endpoints/{name}/predict``; ``POST /feedback``;
+- Open Inference Protocol v2 (``/v2/...``) and MLflow scoring (``/invocations``), when
+  their routers are present;
+- admin: deploy, rollback, switch, promote, pause, resume (bearer token when
+  ``PRODML_ADMIN_TOKEN`` is set, compared in constant time); read routes stay open;
+- review queue, ``/metrics`` (Prometheus), OpenAPI at ``/docs``.
+
+Every refusal is a 4xx with a JSON body naming the field, the value and the rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import os
+from typing import Any, AsyncIterator
+
+import orjson
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+
+from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
+from prodml.serving import endpoints as eps
+from prodml.serving.metrics import CONTENT_TYPE, ServingMetrics
+from prodml.serving.service import ModelUnavailableError, ServingService
+from prodml.store import Store, get_store
+
+log = logging.getLogger("prodml.serving")
+MAX_BODY_BYTES = 16 * 1024 * 1024
+ROUTING_HEADER = "x-prodml-routing-key"
+
+
+def json_response(value: Any, status_code: int = 200, headers: dict[str, str] | None = None
+                  ) -> Response:
+    return Response(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY
+                                 | orjson.OPT_NON_STR_KEYS),
+                    status_code=status_code, media_type="application/json", headers=headers)
+
+
+def status_of(error: ProdmlError) -> int:
+    from prodml.serving.endpoints import ConcurrentChangeError
+
+    if isinstance(error, NotFoundError):
+        return 404
+    if isinstance(error, ModelUnavailableError):
+        return 503
+    if isinstance(error, ConcurrentChangeError):
+        return 409
+    if isinstance(error, PayloadTooLargeError):
+        return 413
+    if isinstance(error, UnauthorizedError):
+        return 401
+    return 400
+
+
+class PayloadTooLargeError(ProdmlError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"request body of {size} bytes is over the limit of {limit}",
+                         field="body", value=size, rule=f"at most {limit} bytes")
+
+
+class UnauthorizedError(ProdmlError):
+    def __init__(self) -> None:
+        super().__init__("admin routes need 'Authorization: Bearer <PRODML_ADMIN_TOKEN>'",
+                         field="authorization", value=None, rule="must carry the admin token")
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused past ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(int(declared), limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes, what: str = "body") -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(what, body[:80].decode("utf-8", "replace"),
+                                f"must be valid JSON ({exc})") from None
+
+
+def records_to_columns(records: list[Any]) -> dict[str, list[Any]]:
+    """Rows (dicts) as columns; a field missing from a row is None there."""
+    if not records:
+        raise InvalidInputError("records", records, "must hold at least one record")
+    names: dict[str, None] = {}
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise InvalidInputError(f"records[{i}]", record, "must be an object of field values")
+        names.update(dict.fromkeys(record))
+    if len(records) == 1:
+        return {k: [v] for k, v in records[0].items()}
+    return {name: [r.get(name) for r in records] for name in names}
+
+
+def create_app(store: Store | None = None, *, log_mode: str | None = None,
+               endpoints: list[str] | None = None, admin_token: str | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES, poll_interval: float = 0.5,
+               max_batch_rows: int = 256) -> FastAPI:
+    """The server for the store's endpoints (all of them, or those named)."""
+    store = store or get_store()
+    service = ServingService(store, log_mode=log_mode or os.environ.get("PRODML_LOG_MODE",
+                                                                        "durable"),
+                             endpoints=endpoints, poll_interval=poll_interval,
+                             max_batch_rows=max_batch_rows)
+    token = admin_token if admin_token is not None else os.environ.get("PRODML_ADMIN_TOKEN")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    from prodml import __version__
+    app = FastAPI(title="prodml", version=__version__, lifespan=lifespan,
+                  description="Serve, ship safely and watch machine-learning models.")
+    app.state.service = service
+    app.state.store = store
+    app.state.max_body_bytes = max_body_bytes
+    service.metrics = metrics = ServingMetrics(service)
+    app.state.metrics = metrics
+
+    @app.exception_handler(ProdmlError)
+    async def prodml_error(request: Request, exc: ProdmlError) -> Response:
+        code = status_of(exc)
+        metrics.refused(_kind(request.url.path), code)
+        return json_response(exc.to_dict(), code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        metrics.refused(_kind(request.url.path), 422)
+        return json_response({"error": "InvalidInputError", "message": f"{field}: "
+                              f"{first.get('msg', 'invalid')}", "field": field,
+                              "value": str(first.get("input"))[:200],
+                              "rule": first.get("msg")}, 422)
+
+    def admin(request: Request) -> str:
+        """The actor of an admin call; refuses a missing or wrong token."""
+        if token:
+            given = request.headers.get("authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(),
+                                                                     token.encode()):
+                raise UnauthorizedError()
+        return request.headers.get("x-prodml-actor") or "api"
+
+    # ---- plain JSON ---------------------------------------------------------------------
+    @app.post("/endpoints/{name}/predict", tags=["predict"], openapi_extra=_PREDICT_BODY)
+    async def predict(name: str, request: Request) -> Response:
+        """Predict one record (``{"record": {...}}`` or the record itself) or many
+        (``{"records": [...]}``); the answer names the version, the route and an id per row."""
+        payload = parse_json(await read_body(request, max_body_bytes))
+        if not isinstance(payload, dict):
+            raise InvalidInputError("body", type(payload).__name__,
+                                    "must be an object: {\"records\": [...]} or one record")
+        key = payload.get("routing_key") if isinstance(payload.get("routing_key"), str) \
+            else request.headers.get(ROUTING_HEADER)
+        if "records" in payload:
+            records = payload["records"]
+            if not isinstance(records, list):
+                raise InvalidInputError("records", type(records).__name__, "must be a list")
+            single = False
+        else:
+            record = payload.get("record", payload)
+            if not isinstance(record, dict):
+                raise InvalidInputError("record", type(record).__name__,
+                                        "must be an object of field values")
+            record = {k: v for k, v in record.items() if k != "routing_key"}
+            records, single = [record], True
+        scored = await service.score(name, records_to_columns(records), routing_key=key)
+        rows = scored.records()
+        head = {"endpoint": name, "model_name": scored.model_name,
+                "model_version": scored.model_version, "route": scored.route,
+                "revision": scored.revision, "mode": scored.mode}
+        return json_response({**head, **rows[0]} if single else {**head, "predictions": rows})
+
+    @app.post("/feedback", tags=["feedback"], openapi_extra=_FEEDBACK_BODY)
+    async def feedback(request: Request) -> Response:
+        """Labels (``{"prediction_id", "label"}``) or outcome events (``{"prediction_id",
+        "event", "value"}``) for earlier predictions: one object or a list."""
+        from prodml.serving.feedback import record_feedback
+        import asyncio
+
+        payload = parse_json(await read_body(request, max_body_bytes))
+        items = payload if isinstance(payload, list) else [payload]
+        count = await asyncio.to_thread(record_feedback, items, source="api", store=store)
+        return json_response({"recorded": count})
+
+    # ---- endpoints and deployments ------------------------------------------------------
+    @app.get("/endpoints", tags=["deployments"])
+    async def list_endpoints() -> Response:
+        return json_response([e.to_dict() for e in eps.list_endpoints(store=store)])
+
+    @app.get("/endpoints/{name}", tags=["deployments"])
+    async def get_endpoint(name: str) -> Response:
+        return json_response(eps.get_endpoint(name, store=store).to_dict())
+
+    @app.get("/endpoints/{name}/history", tags=["deployments"])
+    async def endpoint_history(name: str, limit: int = 100) -> Response:
+        return json_response([e.to_dict() for e in eps.history(name, limit=limit, store=store)])
+
+    @app.post("/endpoints/{name}/deploy", tags=["admin"], openapi_extra=_DEPLOY_BODY)
+    async def deploy(name: str, request: Request, actor: str = Depends(admin)) -> Response:
+        """Deploy ``model`` with a ``strategy`` (direct, shadow, canary, blue-green), or a
+        whole deployment tree as ``spec``."""
+        body = parse_json(await read_body(request, max_body_bytes))
+        if not isinstance(body, dict):
+            raise InvalidInputError("body", type(body).__name__, "must be an object")
+        options = {k: v for k, v in body.items()
+                   if k in ("percent", "steps", "step_every_requests", "step_every_seconds",
+                            "routing_key", "guards", "mode", "threshold", "smoke")}
+        target = body.get("spec") or body.get("model")
+        if target is None:
+            raise InvalidInputError("model", None, "give a model reference or a spec")
+        endpoint = eps.deploy(name, target, body.get("strategy", "direct"),
+                              reason=body.get("reason"), actor=actor,
+                              fallback=body.get("fallback"), store=store, **options)
+        await service.refresh()
+        return json_response(endpoint.to_dict())
+
+    async def _admin_change(name: str, request: Request, actor: str, action: str) -> Response:
+        body = await read_body(request, max_body_bytes)
+        reason = None
+        if body.strip():
+            parsed = parse_json(body)
+            reason = parsed.get("reason") if isinstance(parsed, dict) else None
+        if action == "rollback":
+            endpoint = eps.rollback(name, reason=reason, actor=actor, store=store)
+        elif action == "switch":
+            endpoint = await _smoke_then_switch(service, name, reason, actor, store)
+        elif action == "promote":
+            endpoint = eps.promote(name, reason=reason, actor=actor, store=store)
+        else:
+            endpoint = eps.set_paused(name, action == "pause", reason=reason, actor=actor,
+                                      store=store)
+        await service.refresh()
+        return json_response(endpoint.to_dict())
+
+    for action in ("rollback", "switch", "promote", "pause", "resume"):
+        def route(action: str = action) -> Any:
+            async def handler(name: str, request: Request, actor: str = Depends(admin)
+                              ) -> Response:
+                return await _admin_change(name, request, actor, action)
+            handler.__name__ = f"{action}_endpoint"
+            handler.__doc__ = f"{action.capitalize()} the endpoint's deployment (admin)."
+            return handler
+        app.post(f"/endpoints/{{name}}/{action}", tags=["admin"],
+                 openapi_extra=_REASON_BODY)(route())
+
+    # ---- review queue -------------------------------------------------------------------
+    @app.get("/reviews", tags=["review"])
+    async def reviews(endpoint: str | None = None, status: str = "open",
+                      limit: int = 100) -> Response:
+        from prodml.serving.review import list_reviews
+
+        items = list_reviews(endpoint=endpoint, status=status, limit=limit, store=store)
+        return json_response([i.to_dict() if hasattr(i, "to_dict") else i for i in items])
+
+    @app.post("/reviews/{item}/resolve", tags=["review"], openapi_extra=_RESOLVE_BODY)
+    async def resolve(item: str, request: Request) -> Response:
+        from prodml.serving.review import resolve_review
+
+        body = parse_json(await read_body(request, max_body_bytes))
+        if not isinstance(body, dict) or "label" not in body:
+            raise InvalidInputError("label", None, "give the person's answer as 'label'")
+        done = resolve_review(int(item) if item.isdigit() else item, body["label"],
+                              resolver=body.get("resolver") or "api", store=store)
+        return json_response(done.to_dict() if hasattr(done, "to_dict") else done)
+
+    # ---- health and metrics -------------------------------------------------------------
+    @app.get("/metrics", tags=["health"])
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    _include_protocols(app)
+    return app
+
+
+async def _smoke_then_switch(service: ServingService, name: str, reason: str | None,
+                             actor: str, store: Store) -> eps.Endpoint:
+    """Flip a blue-green pair after the idle side answers its smoke records."""
+    from prodml.serving import deployment as d
+
+    endpoint = eps.get_endpoint(name, store=store)
+    pair = d.find(endpoint.spec, d.BlueGreen)
+    if pair is not None and pair.smoke:
+        idle = next(d.leaves(pair.idle)).model
+        version = int(idle.rpartition("/")[2])
+        try:
+            await service.score(name, records_to_columns(list(pair.smoke)), version=version)
+        except ProdmlError as exc:
+            raise InvalidInputError("smoke", idle, f"the idle side failed its smoke check: "
+                                    f"{exc}") from None
+    return eps.switch(name, reason=reason, actor=actor, store=store)
+
+
+def _include_protocols(app: FastAPI) -> None:
+    """Mount the Open Inference Protocol and MLflow scoring routers."""
+    for module, attr in (("prodml.serving.routes_oip", "router"),
+                         ("prodml.serving.routes_mlflow", "router")):
+        try:
+            imported = __import__(module, fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        app.include_router(getattr(imported, attr))
+
+
+def _kind(path: str) -> str:
+    if path.startswith("/v2"):
+        return "oip"
+    if path.endswith("/invocations"):
+        return "mlflow"
+    if path.endswith("/predict"):
+        return "predict"
+    return "other"
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"requestBody": {"required": required,
+                            "content": {"application/json": {"schema": schema}}}}
+
+
+_RECORD = {"type": "object", "additionalProperties": True}
+_PREDICT_BODY = _body({"oneOf": [
+    {"type": "object", "properties": {"records": {"type": "array", "items": _RECORD},
+                                      "routing_key": {"type": "string"}},
+     "required": ["records"]},
+    {"type": "object", "properties": {"record": _RECORD}, "required": ["record"]},
+    _RECORD]})
+_FEEDBACK_ITEM = {"type": "object", "properties": {
+    "prediction_id": {"type": "string"}, "label": {}, "event": {"type": "string"},
+    "value": {"type": "number"}}, "required": ["prediction_id"]}
+_FEEDBACK_BODY = _body({"oneOf": [_FEEDBACK_ITEM, {"type": "array", "items": _FEEDBACK_ITEM}]})
+_DEPLOY_BODY = _body({"type": "object", "properties": {
+    "model": {"type": "string"}, "spec": {"type": "object"},
+    "strategy": {"type": "string", "enum": ["direct", "shadow", "canary", "blue-green"]},
+    "percent": {"type": "number"}, "steps": {"type": "array", "items": {"type": "number"}},
+    "step_every_requests": {"type": "integer"}, "step_every_seconds": {"type": "number"},
+    "routing_key": {"type": "string"}, "guards": {"type": "object"},
+    "mode": {"type": "string", "enum": ["shadow", "assist", "partial", "full"]},
+    "threshold": {"type": "number"}, "fallback": {"type": "string"},
+    "reason": {"type": "string"}}})
+_REASON_BODY = _body({"type": "object", "properties": {"reason": {"type": "string"}}},
+                     required=False)
+_RESOLVE_BODY = _body({"type": "object", "properties": {"label": {},
+                                                        "resolver": {"type": "string"}},
+                       "required": ["label"]})

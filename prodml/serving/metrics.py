@@ -1,0 +1,111 @@
+"""``GET /metrics``: the server's numbers in Prometheus' text format.
+
+Requests, errors and latency per endpoint, version and route; micro-batch sizes; the
+prediction log's queue depth and commit latency; process memory and CPU. Each server has
+its own registry (several apps in one process, as in the tests, never mix numbers). With
+``--workers N`` each worker answers with its own numbers unless ``PROMETHEUS_MULTIPROC_DIR``
+is set, in which case prometheus-client aggregates the workers' files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+from prometheus_client import (CollectorRegistry, Counter, Histogram, ProcessCollector,
+                               disable_created_metrics,
+                               generate_latest)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+disable_created_metrics()  # the *_created series only double the scrape
+LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
+
+
+class ServingMetrics:
+    """The counters and histograms one server updates, and their exposition."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+        self.registry = CollectorRegistry(auto_describe=True)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+            multiprocess.MultiProcessCollector(self.registry)
+            own: CollectorRegistry | None = None
+        else:
+            own = self.registry
+            ProcessCollector(registry=self.registry)
+        self.requests = Counter("prodml_requests", "Requests answered, by outcome.",
+                                ["endpoint", "version", "route", "status"], registry=own)
+        self.rows = Counter("prodml_rows", "Rows predicted.", ["endpoint", "version", "route"],
+                            registry=own)
+        self.latency = Histogram("prodml_request_latency_seconds",
+                                 "Time from routing to logged answer.",
+                                 ["endpoint", "version", "route"], buckets=LATENCY_BUCKETS,
+                                 registry=own)
+        self.http_errors = Counter("prodml_http_errors", "Requests refused, by status code.",
+                                   ["path_kind", "code"], registry=own)
+        self._children: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+        if own is not None:
+            self.registry.register(_LiveNumbers(service))
+
+    def observe(self, endpoint: str, version: int | None, route: str, status: str,
+                seconds: float, rows: int = 1) -> None:
+        key = (endpoint, version, route, status)
+        children = self._children.get(key)
+        if children is None:  # label lookups cost microseconds: keep the children
+            v = "" if version is None else str(version)
+            children = (self.requests.labels(endpoint, v, route, status),
+                        self.rows.labels(endpoint, v, route),
+                        self.latency.labels(endpoint, v, route))
+            self._children[key] = children
+        children[0].inc()
+        children[1].inc(rows)
+        children[2].observe(seconds)
+
+    def refused(self, path_kind: str, code: int) -> None:
+        self.http_errors.labels(path_kind, str(code)).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _LiveNumbers:
+    """Numbers read when scraped: the log's queue and commits, batch sizes, deployments."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.service.log.stats
+        depth = GaugeMetricFamily("prodml_log_queue_depth",
+                                  "Prediction records waiting to be committed.")
+        depth.add_metric([], float(getattr(stats, "queue_depth", 0)))
+        yield depth
+        commits = CounterMetricFamily("prodml_log_commits", "Prediction log commits.")
+        commits.add_metric([], float(getattr(stats, "commits", 0)))
+        yield commits
+        latency = GaugeMetricFamily("prodml_log_commit_latency_seconds",
+                                    "Mean and last commit latency of the prediction log.",
+                                    labels=["stat"])
+        for name in ("mean", "last"):
+            for attr in (f"{name}_commit_latency_ms", f"{name}_commit_ms"):
+                if hasattr(stats, attr):
+                    latency.add_metric([name], float(getattr(stats, attr) or 0) / 1000)
+                    break
+        yield latency
+        batches = GaugeMetricFamily("prodml_batch_size_mean",
+                                    "Mean requests per model call (recent calls).",
+                                    labels=["model"])
+        for ref, sizes in self.service.batch_sizes().items():
+            recent = sizes[-1000:]
+            batches.add_metric([ref], sum(recent) / len(recent) if recent else 0.0)
+        yield batches
+        weight = GaugeMetricFamily("prodml_endpoint_revision", "Deployment revision served.",
+                                   labels=["endpoint"])
+        for endpoint in self.service.endpoints():
+            weight.add_metric([endpoint.name], float(endpoint.revision))
+        yield weight

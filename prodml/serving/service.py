@@ -1,0 +1,449 @@
+"""The serving core behind every protocol: route, validate, predict, log, answer.
+
+One :class:`ServingService` per server process. It keeps each endpoint's deployment in
+memory and polls the store's revisions (one cheap query every ``poll_interval``), so every
+worker picks up a deployment change within a second; new model versions are loaded *before*
+the new deployment takes traffic, so no request is routed to a version that is not ready.
+
+A request's life (``score``): route through the deployment tree → validate against the
+answering version's schema → predict through that version's micro-batcher → apply the
+automation mode → log (durably, before the answer leaves) → answer. Shadows and the
+canary's comparison with the primary run after, off the critical path: their errors and
+timeouts never reach the caller or slow it. A candidate that raises is answered by the
+primary; a paused or failing endpoint is answered by its fallback rule when it has one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
+from prodml.serving import deployment as d
+from prodml.serving.canary import check_endpoint
+from prodml.serving.endpoints import Endpoint, get_endpoint, list_endpoints, revisions
+from prodml.serving.fallback import FallbackError, compile_rule
+from prodml.serving.prediction_log import PredictionLog, PredictionRecord, new_prediction_id
+from prodml.serving.router import Decision, decide
+from prodml.serving.runtime import LoadedModel, MicroBatcher, Predicted
+from prodml.serving.validation import RequestValidator
+from prodml.store import Store, now_ms
+
+log = logging.getLogger("prodml.serving")
+
+
+class ModelUnavailableError(ProdmlError):
+    """The model failed and no fallback rule could answer (HTTP 503)."""
+
+    def __init__(self, endpoint: str, detail: str) -> None:
+        super().__init__(f"endpoint {endpoint!r} could not answer: {detail}", field="endpoint",
+                         value=endpoint, rule="a model or a fallback rule must answer")
+
+
+@dataclass
+class Scored:
+    """The answer to one request (one or more rows)."""
+
+    prediction_ids: list[str]
+    predictions: list[Any]
+    probabilities: list[list[float]] | None
+    classes: list[Any] | None
+    confidence: list[float | None]
+    model_name: str | None
+    model_version: int | None
+    route: str  # primary, canary, fallback, human
+    statuses: list[str]  # ok, or review (a person decides: prediction None)
+    suggestions: list[Any] | None = None  # the model's answer where a person decides
+    mode: str = "full"
+    endpoint: str = ""
+    revision: int | None = None
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per row, for the plain JSON protocol."""
+        out = []
+        for i, pid in enumerate(self.prediction_ids):
+            row: dict[str, Any] = {"prediction_id": pid, "prediction": self.predictions[i],
+                                   "confidence": self.confidence[i], "status": self.statuses[i]}
+            if self.probabilities is not None and self.classes is not None:
+                row["probabilities"] = {str(c): p for c, p in
+                                        zip(self.classes, self.probabilities[i])}
+            if self.suggestions is not None:
+                row["suggestion"] = self.suggestions[i]
+            out.append(row)
+        return out
+
+
+@dataclass
+class EndpointInfo:
+    name: str
+    versions: list[int]
+    inputs: list[dict[str, str]]
+    outputs: list[dict[str, str]]
+    classes: list[Any] | None
+    platform: str
+    model_name: str
+    summary: str = ""
+
+
+@dataclass
+class _Live:
+    """An endpoint as this process serves it right now."""
+
+    endpoint: Endpoint
+    fallback: Any = None  # compiled rule
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+
+
+class ServingService:
+    """Serves the store's endpoints: the object every protocol's routes call."""
+
+    def __init__(self, store: Store, *, log_mode: str = "durable", max_batch_rows: int = 256,
+                 poll_interval: float = 0.5, canary_interval: float = 0.5,
+                 endpoints: list[str] | None = None) -> None:
+        self.store = store
+        self.log = PredictionLog(store, mode=log_mode)
+        self.max_batch_rows = max_batch_rows
+        self.poll_interval = poll_interval
+        self.canary_interval = canary_interval
+        self.only = set(endpoints) if endpoints else None
+        self._live: dict[str, _Live] = {}
+        self._models: dict[str, LoadedModel] = {}
+        self._batchers: dict[str, MicroBatcher] = {}
+        self._validators: dict[str, RequestValidator] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self.metrics: Any = None  # set by the app: prodml.serving.metrics.ServingMetrics
+        self.started = False
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        self.log.start()
+        await self.refresh()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._poll_forever()),
+                       loop.create_task(self._canaries_forever())]
+        self.started = True
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        await asyncio.to_thread(self.log.close)
+        for batcher in self._batchers.values():
+            batcher.close()
+
+    async def refresh(self) -> None:
+        """Load what changed in the store (models first, then the new deployment)."""
+        current = await asyncio.to_thread(revisions, store=self.store)
+        for name, revision in current.items():
+            if self.only is not None and name not in self.only:
+                continue
+            live = self._live.get(name)
+            if live is not None and live.endpoint.revision == revision:
+                continue
+            try:
+                endpoint = await asyncio.to_thread(get_endpoint, name, store=self.store)
+                self._live[name] = await asyncio.to_thread(self._prepare, endpoint)
+            except Exception:  # keep serving the old deployment; try again next poll
+                log.exception("endpoint %s: cannot load revision %s", name, revision)
+        for name in set(self._live) - set(current):
+            del self._live[name]
+        in_use = {ref for live in self._live.values() for ref in live.models}
+        for ref in set(self._models) - in_use:
+            self._models.pop(ref)
+            self._validators.pop(ref, None)
+            batcher = self._batchers.pop(ref, None)
+            if batcher is not None:
+                batcher.close()
+
+    def _prepare(self, endpoint: Endpoint) -> _Live:
+        live = _Live(endpoint)
+        for leaf in d.leaves(endpoint.spec):
+            model = self._models.get(leaf.model)
+            if model is None:
+                model = LoadedModel.load(leaf.model, store=self.store)
+                model.warm_up()
+                self._models[leaf.model] = model
+                self._batchers[leaf.model] = MicroBatcher(model,
+                                                          max_batch_rows=self.max_batch_rows)
+                self._validators[leaf.model] = RequestValidator(model.schema, model.signature)
+                self.log.set_pii(endpoint.name, self._validators[leaf.model].pii)
+            live.models[leaf.model] = model
+        if endpoint.fallback:
+            try:
+                live.fallback = compile_rule(endpoint.fallback)
+            except ProdmlError:
+                log.exception("endpoint %s: fallback rule does not compile", endpoint.name)
+        return live
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("refreshing endpoints failed")
+
+    async def _canaries_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.canary_interval)
+            for live in list(self._live.values()):
+                if d.find(live.endpoint.spec, d.Canary) is None:
+                    continue
+                try:
+                    verdict = await asyncio.to_thread(check_endpoint, self.store, live.endpoint)
+                    if verdict is not None and verdict.action not in ("wait",):
+                        await self.refresh()
+                except Exception:
+                    log.exception("canary check of %s failed", live.endpoint.name)
+
+    # ---- what protocols ask --------------------------------------------------------------
+    def endpoint_names(self) -> list[str]:
+        return sorted(self._live)
+
+    def _get(self, name: str) -> _Live:
+        live = self._live.get(name)
+        if live is None:
+            raise NotFoundError("endpoint", name, "served endpoints: "
+                                + (", ".join(sorted(self._live)) or "none"))
+        return live
+
+    def _model_for(self, live: _Live, version: int | None) -> LoadedModel:
+        """The version a request names, or the one taking all of the primary's traffic."""
+        if version is None:
+            return live.models[decide(live.endpoint.spec, live.endpoint.name, None).leaf.model
+                               if not d.find(live.endpoint.spec, d.Canary)
+                               else next(d.leaves(d.find(live.endpoint.spec,
+                                                         d.Canary).primary)).model]
+        for model in live.models.values():
+            if model.version == version:
+                return model
+        raise NotFoundError("version", version, f"endpoint {live.endpoint.name!r} serves "
+                            "versions " + ", ".join(str(m.version) for m in
+                                                    live.models.values()))
+
+    def describe(self, name: str, version: int | None = None) -> EndpointInfo:
+        live = self._get(name)
+        model = self._model_for(live, version)
+        inputs = ([{"name": c.name, "type": c.type} for c in model.signature.inputs]
+                  if model.signature else
+                  [{"name": n, "type": c.type} for n, c in model.schema.columns.items()]
+                  if model.schema else [])
+        outputs = [{"name": "predict", "type": _answer_type(model)}]
+        if model.has_proba:
+            outputs.append({"name": "predict_proba", "type": "float"})
+        return EndpointInfo(name=name, versions=sorted({m.version for m in
+                                                        live.models.values()}),
+                            inputs=inputs, outputs=outputs, classes=model.classes,
+                            platform=f"prodml-{type(model.model).__module__.split('.')[0]}",
+                            model_name=model.name, summary=live.endpoint.describe())
+
+    def ready(self, name: str, version: int | None = None) -> bool:
+        try:
+            live = self._get(name)
+            self._model_for(live, version)
+            return True
+        except ProdmlError:
+            return False
+
+    async def score(self, endpoint: str, columns: dict[str, list[Any]], *,
+                    version: int | None = None, routing_key: str | None = None,
+                    protocol: str = "plain") -> Scored:
+        """Answer one request; its rows are logged before this returns (durable mode)."""
+        started = time.perf_counter()
+        live = self._get(endpoint)
+        ep = live.endpoint
+        if version is not None:
+            decision = Decision(leaf=d.Direct(model=self._model_for(live, version).ref))
+        else:
+            if routing_key is None:
+                canary = d.find(ep.spec, d.Canary)
+                if canary is not None and canary.routing_key:
+                    values = columns.get(canary.routing_key)
+                    routing_key = None if not values else str(values[0])
+            decision = decide(ep.spec, ep.name, routing_key)
+        model = live.models[decision.leaf.model]
+        rows = self._validators[model.ref](columns)
+        if ep.paused:
+            return await self._fallback(live, columns, rows, started, routing_key,
+                                        "endpoint paused")
+        route = decision.route
+        try:
+            answer = await self._batchers[model.ref].predict(columns, rows)
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            failed = self._records(live, model, "canary" if route == "canary" else route,
+                                   columns, rows, None, started, routing_key, "error", detail)
+            self.log.write_nowait(failed)
+            self._count(ep.name, model, route, "error", started)
+            if route == "canary" and decision.canary is not None:
+                # The candidate failed: the primary answers, the caller never sees it.
+                primary = next(d.leaves(decision.canary.primary)).model
+                model, route = live.models[primary], "primary"
+                try:
+                    answer = await self._batchers[model.ref].predict(columns, rows)
+                except Exception as again:
+                    return await self._fallback(live, columns, rows, started, routing_key,
+                                                f"{type(again).__name__}: {again}")
+            else:
+                return await self._fallback(live, columns, rows, started, routing_key, detail)
+        scored = self._answer(live, model, route, decision.automation, answer, rows)
+        records = self._records(live, model, scored.route, columns, rows, answer, started,
+                                routing_key, None, None, scored)
+        await self.log.write(records)
+        self._count(ep.name, model, route, "ok", started, rows)
+        self._after(live, decision, columns, rows, scored, routing_key)
+        return scored
+
+    def _answer(self, live: _Live, model: LoadedModel, route: str,
+                automation: d.Automation | None, answer: Predicted, rows: int) -> Scored:
+        mode = automation.mode if automation is not None else "full"
+        predictions = list(answer.predictions)
+        # Where a person decides, the answer is not the model's: its own answer goes back
+        # as a suggestion (assist, partial below the threshold) or not at all (shadow), and
+        # the case enters the review queue; the log keeps the model's answer either way.
+        if mode == "partial":
+            threshold = automation.threshold  # type: ignore[union-attr]
+            human = [c is not None and c < threshold for c in answer.confidence]
+        else:
+            human = [mode in ("shadow", "assist")] * rows
+        statuses = ["review" if h else "ok" for h in human]
+        suggestions = None
+        if any(human):
+            suggestions = [p if h and mode != "shadow" else None
+                           for p, h in zip(predictions, human)]
+            predictions = [None if h else p for p, h in zip(predictions, human)]
+            if all(human) and route == "primary":
+                route = "human"
+        return Scored(prediction_ids=[new_prediction_id() for _ in range(rows)],
+                      predictions=predictions,
+                      probabilities=None if answer.probabilities is None
+                      else answer.probabilities.tolist(),
+                      classes=answer.classes, confidence=list(answer.confidence),
+                      model_name=model.name, model_version=model.version, route=route,
+                      statuses=statuses, suggestions=suggestions, mode=mode,
+                      endpoint=live.endpoint.name, revision=live.endpoint.revision)
+
+    def _records(self, live: _Live, model: LoadedModel | None, route: str,
+                 columns: dict[str, list[Any]], rows: int, answer: Predicted | None,
+                 started: float, routing_key: str | None, status: str | None,
+                 error: str | None, scored: Scored | None = None,
+                 parents: list[str] | None = None) -> list[PredictionRecord]:
+        now = now_ms()
+        latency = (time.perf_counter() - started) * 1000
+        names = list(columns)
+        out = []
+        for i in range(rows):
+            if scored is not None:
+                pid, status_i = scored.prediction_ids[i], scored.statuses[i]
+            else:
+                pid, status_i = new_prediction_id(), status or "ok"
+            value = answer.predictions[i] if answer is not None else None
+            proba = None
+            if answer is not None and answer.probabilities is not None and answer.classes:
+                proba = {str(c): float(p) for c, p in zip(answer.classes,
+                                                          answer.probabilities[i])}
+            out.append(PredictionRecord(
+                id=pid, time=now, endpoint=live.endpoint.name,
+                model_name=model.name if model else None,
+                model_version=model.version if model else None, route=route,
+                revision=live.endpoint.revision, routing_key=routing_key,
+                inputs={n: columns[n][i] for n in names}, prediction=value,
+                probabilities=proba,
+                confidence=answer.confidence[i] if answer is not None else None,
+                latency_ms=latency, status=status_i, error=error,
+                parent_id=parents[i] if parents else None))
+        return out
+
+    async def _fallback(self, live: _Live, columns: dict[str, list[Any]], rows: int,
+                        started: float, routing_key: str | None, why: str) -> Scored:
+        rule = live.fallback
+        if rule is None:
+            raise ModelUnavailableError(live.endpoint.name, why + " and no fallback rule is set")
+        keys = list(columns)
+        try:
+            answers = [rule(dict(zip(keys, values))) for values in zip(*columns.values())]
+        except FallbackError as exc:
+            raise ModelUnavailableError(live.endpoint.name, f"{why}; {exc}") from None
+        scored = Scored(prediction_ids=[new_prediction_id() for _ in range(rows)],
+                        predictions=answers, probabilities=None, classes=None,
+                        confidence=[None] * rows, model_name=None, model_version=None,
+                        route="fallback", statuses=["ok"] * rows, endpoint=live.endpoint.name,
+                        revision=live.endpoint.revision)
+        records = self._records(live, None, "fallback", columns, rows,
+                                Predicted(answers, None, None, [None] * rows), started,
+                                routing_key, "ok", why, scored)
+        await self.log.write(records)
+        self._count(live.endpoint.name, None, "fallback", "ok", started, rows)
+        return scored
+
+    # ---- off the critical path -----------------------------------------------------------
+    def _after(self, live: _Live, decision: Decision, columns: dict[str, list[Any]], rows: int,
+               scored: Scored, routing_key: str | None) -> None:
+        jobs: list[tuple[str, float]] = [(next(d.leaves(m.node)).model, m.timeout_s)
+                                         for m in decision.mirrors]
+        if decision.route == "canary" and decision.compare is not None \
+                and scored.route == "canary":
+            jobs.append((decision.compare.model, 5.0))
+        for ref, timeout in jobs:
+            task = asyncio.get_running_loop().create_task(
+                self._shadow(live, ref, timeout, columns, rows, scored, routing_key))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _shadow(self, live: _Live, ref: str, timeout: float,
+                      columns: dict[str, list[Any]], rows: int, scored: Scored,
+                      routing_key: str | None) -> None:
+        model = live.models.get(ref)
+        if model is None:
+            return
+        started = time.perf_counter()
+        status, error, answer = "ok", None, None
+        try:
+            self._validators[ref](columns)
+            answer = await asyncio.wait_for(self._batchers[ref].predict(columns, rows), timeout)
+        except asyncio.TimeoutError:
+            status, error = "timeout", f"no answer within {timeout:g} s"
+        except Exception as exc:
+            status, error = "error", f"{type(exc).__name__}: {exc}"
+        self.log.write_nowait(self._records(live, model, "shadow", columns, rows, answer,
+                                            started, routing_key, status, error,
+                                            parents=scored.prediction_ids))
+        self._count(live.endpoint.name, model, "shadow", status, started, rows)
+
+    def _count(self, endpoint: str, model: LoadedModel | None, route: str, status: str,
+               started: float, rows: int = 1) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(endpoint, model.version if model else None, route, status,
+                                 time.perf_counter() - started, rows)
+
+    def batch_sizes(self) -> dict[str, list[int]]:
+        return {ref: b.batch_sizes for ref, b in self._batchers.items()}
+
+    def endpoints(self) -> list[Endpoint]:
+        return [live.endpoint for live in self._live.values()]
+
+
+def _answer_type(model: LoadedModel) -> str:
+    if model.classes:
+        first = model.classes[0]
+        if isinstance(first, str):
+            return "string"
+        if isinstance(first, bool):
+            return "boolean"
+        if isinstance(first, int):
+            return "integer"
+    return "float"
+
+
+def all_endpoints(store: Store) -> list[Endpoint]:
+    return list_endpoints(store=store)
+
+
+__all__ = ["ServingService", "Scored", "EndpointInfo", "ModelUnavailableError",
+           "InvalidInputError"]
