@@ -36,7 +36,6 @@ LEVELS = ("nominal", "ordinal", "interval", "ratio")
 WEIGHTS = (None, "linear", "quadratic")
 DEFAULT_WEIGHTS = {"nominal": None, "ordinal": "linear", "interval": "quadratic",
                    "ratio": "quadratic"}
-_DENSE_PAIRS = 20_000_000  # above this many (pair, class, class) cells, count sparsely
 
 
 @dataclass(frozen=True)
@@ -191,7 +190,8 @@ def agreement(annotations: Any, *, level: str = "nominal", weights: str | None =
                                 "classes among the labels (or classes= naming them)")
     values = _values(ann.classes, level)
     counts = ann.counts
-    headline = _headline(counts, values, level)
+    moments = _Moments.of(counts)
+    headline = _headline(counts, values, level, moments)
     pair_index, pair_tables = _pair_tables(ann)
     pair_list, by_labeler = _pairs(ann, pair_index, pair_tables, weights)
     confusion = pair_tables.sum(axis=0) if len(pair_tables) else np.zeros(
@@ -199,7 +199,7 @@ def agreement(annotations: Any, *, level: str = "nominal", weights: str | None =
     return AgreementReport(
         items=len(ann.items), annotations=len(ann), labelers=tuple(map(str, ann.labelers)),
         classes=tuple(ann.classes.tolist()), level=level, weights=weights, **headline,
-        pairs=tuple(pair_list), per_class=_per_class(counts, ann.classes),
+        pairs=tuple(pair_list), per_class=_per_class(moments, ann.classes),
         per_labeler=_per_labeler(ann, counts, by_labeler), confusion=confusion,
         by_instruction=_by_instruction(ann, values, level))
 
@@ -214,31 +214,63 @@ def _values(classes: np.ndarray, level: str) -> np.ndarray:
     return np.arange(len(classes), dtype=float)
 
 
-def _headline(counts: np.ndarray, values: np.ndarray, level: str) -> dict[str, float]:
-    m = counts.sum(axis=1)
-    pairable = m >= 2
-    c = counts[pairable].astype(float)
-    mp = m[pairable].astype(float)
-    if len(c) == 0:
+@dataclass(frozen=True)
+class _Moments:
+    """The sums every headline statistic needs, from the items with two labels or more:
+    ``pairs[c, d]`` = sum over items of n_c n_d / (m - 1) (Krippendorff's coincidences before
+    the diagonal correction), class totals, and each item's agreeing-pair share."""
+
+    items: int
+    totals: np.ndarray  # labels per class
+    pairs: np.ndarray  # classes x classes
+    weighted: np.ndarray  # per class: sum of n_c / (m - 1)
+    agreeing: np.ndarray  # per class: sum of n_c (n_c - 1)
+    said: np.ndarray  # per class: sum of n_c (m - 1)
+    observed: float
+
+    @classmethod
+    def of(cls, counts: np.ndarray) -> _Moments | None:
+        m = counts.sum(axis=1)
+        pairable = m >= 2
+        c = counts if pairable.all() else counts[pairable]
+        if len(c) == 0:
+            return None
+        c = c.astype(np.float64)
+        mp = c.sum(axis=1)
+        weight = 1.0 / (mp - 1)
+        cw = c * weight[:, None]
+        square = c * c
+        observed = float(((square.sum(axis=1) - mp) * weight / mp).mean())
+        return cls(len(c), c.sum(axis=0), cw.T @ c, cw.sum(axis=0),
+                   square.sum(axis=0) - c.sum(axis=0), (mp - 1) @ c, observed)
+
+
+def _headline(counts: np.ndarray, values: np.ndarray, level: str,
+              moments: _Moments | None = None) -> dict[str, float]:
+    moments = moments or _Moments.of(counts)
+    if moments is None:
         return {"observed": math.nan, "fleiss_kappa": math.nan, "krippendorff_alpha": math.nan}
-    per_item = ((c * c).sum(axis=1) - mp) / (mp * (mp - 1))
-    observed = float(per_item.mean())
-    shares = c.sum(axis=0) / mp.sum()
+    shares = moments.totals / moments.totals.sum()
     expected = float((shares * shares).sum())
-    fleiss = (observed - expected) / (1 - expected) if expected < 1 else math.nan
-    return {"observed": observed, "fleiss_kappa": float(fleiss),
-            "krippendorff_alpha": krippendorff_alpha(counts, values, level)}
+    fleiss = (moments.observed - expected) / (1 - expected) if expected < 1 else math.nan
+    return {"observed": moments.observed, "fleiss_kappa": float(fleiss),
+            "krippendorff_alpha": _alpha(moments, values, level)}
 
 
 def krippendorff_alpha(counts: np.ndarray, values: np.ndarray, level: str) -> float:
     """Krippendorff's alpha from an items x values count table (``krippendorff.alpha``'s
-    ``value_counts``), at ``level``; units with fewer than two labels do not count."""
-    m = counts.sum(axis=1)
-    c = counts[m >= 2].astype(float)
-    if len(c) == 0:
-        return math.nan
-    weight = 1.0 / (m[m >= 2] - 1)
-    o = (c * weight[:, None]).T @ c - np.diag((c * weight[:, None]).sum(axis=0))
+    ``value_counts``), at ``level``; units with fewer than two labels do not count.
+
+    >>> round(krippendorff_alpha(np.array([[2, 0], [1, 1], [0, 2]]), np.arange(2.0),
+    ...                          "nominal"), 3)
+    0.444
+    """
+    moments = _Moments.of(counts)
+    return math.nan if moments is None else _alpha(moments, values, level)
+
+
+def _alpha(moments: _Moments, values: np.ndarray, level: str) -> float:
+    o = moments.pairs - np.diag(moments.weighted)  # the coincidence matrix
     n_v = o.sum(axis=0)
     n = n_v.sum()
     e = (np.outer(n_v, n_v) - np.diag(n_v)) / (n - 1)
@@ -264,57 +296,47 @@ def _distances(values: np.ndarray, n_v: np.ndarray, level: str) -> np.ndarray:
     return (between - (n_v[low] + n_v[high]) / 2) ** 2
 
 
-def _per_class(counts: np.ndarray, classes: np.ndarray) -> tuple[ClassAgreement, ...]:
-    m = counts.sum(axis=1)
-    keep = m >= 2
-    c, mp = counts[keep].astype(float), m[keep].astype(float)
-    total = mp.sum()
-    out = []
-    for j, label in enumerate(classes.tolist()):
-        n_j = c[:, j]
-        said = (n_j * (mp - 1)).sum()
-        specific = (n_j * (n_j - 1)).sum() / said if said else math.nan
-        p = n_j.sum() / total if total else math.nan
-        disagree = (n_j * (mp - n_j) / (mp - 1)).sum()
-        kappa = 1 - disagree / (total * p * (1 - p)) if total and 0 < p < 1 else math.nan
-        out.append(ClassAgreement(label, float(p), float(specific), float(kappa)))
-    return tuple(out)
+def _per_class(moments: _Moments | None, classes: np.ndarray) -> tuple[ClassAgreement, ...]:
+    if moments is None:
+        return tuple(ClassAgreement(c, math.nan, math.nan, math.nan) for c in classes.tolist())
+    total = moments.totals.sum()
+    p = moments.totals / total
+    # labels of class c disagreeing with the item's other labels, each pair counted 1/(m-1)
+    disagree = moments.pairs.sum(axis=1) - np.diag(moments.pairs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        specific = np.where(moments.said > 0, moments.agreeing / moments.said, np.nan)
+        kappa = np.where((p > 0) & (p < 1), 1 - disagree / (total * p * (1 - p)), np.nan)
+    return tuple(ClassAgreement(label, float(a), float(b), float(k)) for label, a, b, k in
+                 zip(classes.tolist(), p.tolist(), specific.tolist(), kappa.tolist()))
 
 
 # -- pairs of labelers ----------------------------------------------------------------------------
-def label_pairs(ann: Annotations) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair of annotations of the same item, as two arrays of annotation positions
-    (first labeler code below the second's)."""
-    order = np.argsort(ann.item_index, kind="stable")
-    item = ann.item_index[order]
-    firsts, seconds = [], []
-    for shift in range(1, len(order)):
-        same = item[:-shift] == item[shift:]
-        if not same.any():
-            break
-        firsts.append(order[:-shift][same])
-        seconds.append(order[shift:][same])
-    if not firsts:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    a, b = np.concatenate(firsts), np.concatenate(seconds)
-    swap = ann.labeler_index[a] > ann.labeler_index[b]
-    return np.where(swap, b, a), np.where(swap, a, b)
-
-
 def _pair_tables(ann: Annotations) -> tuple[np.ndarray, np.ndarray]:
-    """The labeler pairs that share items, and each pair's classes x classes table."""
-    a, b = label_pairs(ann)
+    """The labeler pairs (``first * labelers + second``, first < second) that share items,
+    and each pair's classes x classes table of the items both labelled.
+
+    Every pair of labels of an item is a pair of columns of :attr:`Annotations.blocks`; a
+    token is ``labeler * classes + class`` and rows ascend, so the left token of a pair is
+    always the lower labeler's, and one ``bincount`` over (left, right) tokens holds every
+    table.
+    """
     n_lab, k = len(ann.labelers), len(ann.classes)
-    pair = ann.labeler_index[a].astype(np.int64) * n_lab + ann.labeler_index[b]
-    cell = pair * (k * k) + ann.label_index[a].astype(np.int64) * k + ann.label_index[b]
-    if n_lab * n_lab * k * k <= _DENSE_PAIRS:
-        dense = np.bincount(cell, minlength=n_lab * n_lab * k * k).reshape(n_lab * n_lab, k, k)
-        present = np.flatnonzero(dense.reshape(n_lab * n_lab, -1).sum(axis=1))
-        return present, dense[present]
-    cells, tallies = np.unique(cell, return_counts=True)
-    present, where = np.unique(cells // (k * k), return_inverse=True)
+    width = n_lab * k
+    keys = [(block[:, left] * width + block[:, right]).ravel()
+            for block in ann.blocks if block.shape[1] > 1
+            for left, right in [np.triu_indices(block.shape[1], 1)]]
+    key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+    if width * width <= 4 * len(key) + 1_000_000:
+        tally = np.bincount(key, minlength=width * width).reshape(n_lab, k, n_lab, k)
+        tables = tally.transpose(0, 2, 1, 3)
+        first, second = np.nonzero(np.triu(tables.sum(axis=(2, 3)) > 0, 1))
+        return first.astype(np.int64) * n_lab + second, tables[first, second]
+    cells, tallies = np.unique(key, return_counts=True)
+    left, right = np.divmod(cells, width)
+    pair = (left // k) * n_lab + right // k
+    present, where = np.unique(pair, return_inverse=True)
     tables = np.zeros((len(present), k * k), dtype=np.int64)
-    tables[where, cells % (k * k)] = tallies
+    tables[where, (left % k) * k + right % k] = tallies
     return present, tables.reshape(len(present), k, k)
 
 
@@ -359,17 +381,25 @@ def _pairs(ann: Annotations, index: np.ndarray, tables: np.ndarray, weights: str
 
 def leave_one_out_credit(ann: Annotations, counts: np.ndarray | None = None) -> np.ndarray:
     """Per annotation: 1 if its label is the majority of the *other* labels of the item,
-    1/k if it ties with k-1 others for the majority, 0 if not, NaN if nobody else labelled
-    the item."""
+    1/k if it ties with k-1 others for that majority, 0 if not, NaN if nobody else labelled
+    the item.
+
+    Taking one label out changes only its own class's count, so each item's largest and
+    second-largest counts (and how many classes reach each) settle the credit of a label of
+    each class: an items x classes table, from which every label takes its cell.
+    """
     counts = ann.counts if counts is None else counts
-    rows = np.arange(len(ann))
-    others = counts[ann.item_index].astype(np.int32)
-    others[rows, ann.label_index] -= 1
-    top = others.max(axis=1)
-    mine = others[rows, ann.label_index]
-    winners = (others == top[:, None]).sum(axis=1)
-    credit = np.where(mine == top, 1.0 / winners, 0.0)
-    return np.where(top > 0, credit, np.nan)
+    first = counts.max(axis=1)[:, None]
+    leaders = counts == first
+    sole = leaders & (leaders.sum(axis=1) == 1)[:, None]
+    second = np.where(leaders, -1, counts).max(axis=1)[:, None]  # -1: no runner-up
+    at_second = (counts == second).sum(axis=1)[:, None]
+    # a sole leader minus its own vote: still ahead, or level with the runners-up
+    credit = np.where(sole & (first - 1 > second), 1.0, 0.0)
+    level = sole & (first - 1 == second) & (second > 0)
+    credit = np.where(level, 1.0 / (1 + at_second), credit)
+    credit[counts.sum(axis=1) < 2] = np.nan
+    return np.asfortranarray(credit).ravel(order="F")[ann.cell]
 
 
 def _per_labeler(ann: Annotations, counts: np.ndarray, tally: np.ndarray

@@ -144,9 +144,41 @@ class Annotations:
         return len(self.label_index)
 
     @cached_property
+    def cell(self) -> np.ndarray:
+        """Per annotation, the position of its (item, class) cell in an items x classes
+        table flattened column by column (``table.ravel(order="F")[ann.cell]``)."""
+        return self.label_index.astype(np.int64) * len(self.items) + self.item_index
+
+    @cached_property
     def counts(self) -> np.ndarray:
         """``counts[i, c]``: how many labelers gave item ``i`` class ``c``."""
         return count_table(self.item_index, self.label_index, len(self.items), len(self.classes))
+
+    @cached_property
+    def blocks(self) -> list[np.ndarray]:
+        """The labels grouped by item, as tokens ``labeler * len(classes) + class``: one
+        items x m array per number m of labels an item has, each row ascending.
+
+        One sort of packed integers (labels per item, item, token) makes them, with no
+        per-item Python: the labeler pairs of every item are then columns of these arrays.
+        """
+        n, k = len(self.items), len(self.classes)
+        width = len(self.labelers) * k
+        per_item = np.bincount(self.item_index, minlength=n)
+        token = self.labeler_index.astype(np.int64) * k + self.label_index
+        if (per_item.max(initial=0) + 1) * max(n, 1) * max(width, 1) < 2 ** 62:
+            packed = (per_item[self.item_index].astype(np.int64) * n + self.item_index) * width
+            packed += token
+            packed.sort()
+            tokens = packed % width
+        else:  # too wide to pack into one integer
+            tokens = token[np.lexsort((token, self.item_index, per_item[self.item_index]))]
+        out, start = [], 0
+        for m, items in enumerate(np.bincount(per_item).tolist()):
+            if m and items:
+                out.append(tokens[start:start + m * items].reshape(items, m))
+                start += m * items
+        return out
 
     def wide(self) -> np.ndarray:
         """Items x labelers matrix of class codes, NaN where a labeler gave no label (the
@@ -179,9 +211,13 @@ class Annotations:
 
 def count_table(item_index: np.ndarray, label_index: np.ndarray, n_items: int,
                 n_classes: int) -> np.ndarray:
-    """Items x classes table of vote counts, from one ``bincount``."""
-    flat = item_index.astype(np.int64) * n_classes + label_index
-    return np.bincount(flat, minlength=n_items * n_classes).reshape(n_items, n_classes)
+    """Items x classes table of vote counts, from one ``bincount``.
+
+    Stored column by column (Fortran order): there are many items and few classes, and the
+    statistics reduce across classes, which is then a few passes over long contiguous rows.
+    """
+    flat = label_index.astype(np.int64) * n_items + item_index
+    return np.bincount(flat, minlength=n_items * n_classes).reshape(n_classes, n_items).T
 
 
 def as_annotations(data: Any, *, classes: Sequence[Any] | np.ndarray | None = None,
@@ -204,21 +240,27 @@ def as_annotations(data: Any, *, classes: Sequence[Any] | np.ndarray | None = No
     items, item_index = _encode(frame.get_column("item"))
     labelers, labeler_index = _encode(frame.get_column("labeler"))
     known, label_index = _encode(frame.get_column("label"), classes)
-    key = item_index.astype(np.int64) * max(len(labelers), 1) + labeler_index
-    replaced = 0
-    if len(key) and len(np.unique(key)) < len(key):
-        keep = _latest(key, frame.get_column("time"))
-        replaced = int(len(key) - keep.sum())
-        frame = frame.filter(pl.Series(keep))
-        items, item_index = _encode(frame.get_column("item"))
-        labelers, labeler_index = _encode(frame.get_column("labeler"))
-        label_index = label_index[keep]
+    encoded = Annotations(frame, items, labelers, known, item_index, labeler_index, label_index,
+                          meta)
+    if not _repeats(encoded):
+        return encoded
+    key = item_index.astype(np.int64) * len(labelers) + labeler_index
+    keep = _latest(key, frame.get_column("time"))
+    frame = frame.filter(pl.Series(keep))
+    items, item_index = _encode(frame.get_column("item"))
+    labelers, labeler_index = _encode(frame.get_column("labeler"))
+    label_index, replaced = label_index[keep], int(len(key) - keep.sum())
     return Annotations(frame, items, labelers, known, item_index, labeler_index, label_index,
                        meta, replaced)
 
 
 def _encode(series: pl.Series, order: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values (sorted, or ``order``) and each value's position among them."""
     if order is None:
+        if series.dtype.is_integer():
+            return _encode_integers(series.to_numpy())
+        if series.dtype == pl.String:
+            return _encode_text(series)
         uniques = series.unique().sort()
     else:
         uniques = pl.Series(list(order) if not isinstance(order, np.ndarray) else order)
@@ -237,6 +279,40 @@ def _encode(series: pl.Series, order: Any = None) -> tuple[np.ndarray, np.ndarra
         raise InvalidInputError("label", unknown, f"not among the classes given "
                                 f"({uniques.to_list()})")
     return uniques.to_numpy(), codes_np
+
+
+def _encode_integers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(values) == 0:
+        return values, np.zeros(0, dtype=np.int32)
+    low, high = int(values.min()), int(values.max())
+    if high - low > 4 * len(values) + 1024:  # sparse ids: sort them
+        uniques, codes = np.unique(values, return_inverse=True)
+        return uniques, codes.astype(np.int32)
+    offset = values - low
+    present = np.zeros(high - low + 1, dtype=bool)
+    present[offset] = True
+    position = np.cumsum(present, dtype=np.int32) - 1
+    return np.flatnonzero(present).astype(values.dtype) + low, position[offset]
+
+
+def _encode_text(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(series.to_arrow())
+    if hasattr(encoded, "combine_chunks"):
+        encoded = encoded.combine_chunks()
+    seen = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    order = np.argsort(seen.astype(str), kind="stable")
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return seen[order].astype(str), rank[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _repeats(ann: Annotations) -> bool:
+    """Whether a labeler labelled some item twice (then adjacent in a row of a block)."""
+    k = len(ann.classes)
+    return any(bool((block[:, 1:] // k == block[:, :-1] // k).any())
+               for block in ann.blocks if block.shape[1] > 1)
 
 
 def _latest(key: np.ndarray, time: pl.Series) -> np.ndarray:

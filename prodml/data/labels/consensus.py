@@ -144,22 +144,35 @@ def majority_codes(counts: np.ndarray, ties: str = "prior", *, probs: np.ndarray
     is_top = counts == top[:, None]
     tied = is_top.sum(axis=1) > 1
     if ties == "first" or ties == "none":
-        codes = is_top.argmax(axis=1)
+        codes = _first_max(is_top.astype(np.int8))
     elif ties == "prior":
         total = counts.sum(axis=0)
         rank = np.empty(len(total), dtype=np.int64)
         rank[np.argsort(-total, kind="stable")] = np.arange(len(total))[::-1]
-        codes = np.where(is_top, rank[None, :] + 1, 0).argmax(axis=1)
+        codes = _first_max(np.where(is_top, rank[None, :] + 1, 0))
     elif ties == "random":
         noise = np.random.default_rng(seed).random(counts.shape)
-        codes = np.where(is_top, noise + 1, 0).argmax(axis=1)
+        codes = _first_max(np.where(is_top, noise + 1, 0))
     else:
         assert probs is not None
-        codes = np.where(is_top, probs + 1, 0).argmax(axis=1)
-    codes = codes.astype(np.int64)
+        codes = _first_max(np.where(is_top, probs + 1, 0))
     if ties == "none":
         codes[tied] = -1
     return codes, tied
+
+
+def _first_max(score: np.ndarray) -> np.ndarray:
+    """``score.argmax(axis=1)``, class by class: many items, few classes (column order)."""
+    if score.shape[1] > 64 or score.shape[0] == 0:
+        return score.argmax(axis=1).astype(np.int64)
+    best = score[:, 0].copy()
+    codes = np.zeros(score.shape[0], dtype=np.int64)
+    for j in range(1, score.shape[1]):
+        column = score[:, j]
+        better = column > best
+        codes[better] = j
+        np.maximum(best, column, out=best)
+    return codes
 
 
 def aligned_probabilities(ann: Annotations, pred_probs: Any) -> np.ndarray:
@@ -205,11 +218,9 @@ def _agreement_with(ann: Annotations, codes: np.ndarray) -> tuple[LabelerQuality
     n_lab = len(ann.labelers)
     given = np.bincount(ann.labeler_index, minlength=n_lab)
     target = codes[ann.item_index]
-    settled = target >= 0
-    hits = np.bincount(ann.labeler_index[settled],
-                       weights=(ann.label_index[settled] == target[settled]).astype(float),
-                       minlength=n_lab)
-    judged = np.bincount(ann.labeler_index[settled], minlength=n_lab)
+    hits = np.bincount(ann.labeler_index[ann.label_index == target], minlength=n_lab)
+    judged = given if (codes >= 0).all() else np.bincount(ann.labeler_index[target >= 0],
+                                                          minlength=n_lab)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = hits / judged
     return tuple(LabelerQuality(str(name), int(g), float(s))

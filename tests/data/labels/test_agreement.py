@@ -179,3 +179,25 @@ def test_report_is_json_ready_and_printable():
     orjson.dumps(report.to_dict())
     assert "Krippendorff's alpha" in str(report) and "eve" in str(report)
     assert as_annotations(frame).counts.sum() == len(frame)
+
+
+def test_many_labelers_take_the_sparse_path_with_the_same_kappas():
+    rng = np.random.default_rng(11)
+    rows = 3000
+    frame = pd.DataFrame({"item": rng.integers(0, 600, rows),
+                          "labeler": [f"w{i}" for i in rng.integers(0, 900, rows)],
+                          "label": rng.integers(0, 4, rows)})
+    frame = frame.drop_duplicates(["item", "labeler"])
+    report = agreement(frame)  # 900 labelers x 4 classes: too wide for one dense tally
+    wide = frame.pivot(index="item", columns="labeler", values="label")
+    checked = 0
+    for pair in report.pairs:
+        both = wide[[pair.a, pair.b]].dropna()
+        assert pair.items == len(both)
+        if both[pair.a].nunique() > 1 or both[pair.b].nunique() > 1:
+            expected = cohen_kappa_score(both[pair.a], both[pair.b], labels=[0, 1, 2, 3])
+            assert pair.kappa == pytest.approx(expected, abs=1e-12)
+            checked += 1
+    assert checked > 50
+    assert report.krippendorff_alpha == pytest.approx(krippendorff.alpha(
+        wide.T.to_numpy(float), level_of_measurement="nominal"), abs=1e-12)
