@@ -28,6 +28,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Run": ("prodml.tracking.runs", "Run"),
     "runs": ("prodml.tracking.runs", None),
     "models": ("prodml.tracking.registry", None),
+    "labels": ("prodml.tracking.annotations", None),
     "Signature": ("prodml.tracking.signature", "Signature"),
     "Store": ("prodml.store", "Store"),
     "get_store": ("prodml.store", "get_store"),
