@@ -168,6 +168,8 @@ def run_demo(rows: int = 6000, seed: int = 42, *, store: Store | None = None,
     result.drift_report = str(path)
     if serve:
         result.serving = _serving_act(store, train, test, seed, baseline_eval, say)
+        result.runs["challenger"] = result.serving.pop("run")
+        result.metrics["challenger"] = result.serving.pop("metrics")
     return result
 
 
@@ -178,7 +180,7 @@ def _serving_act(store: Store, train: Any, test: Any, seed: int, baseline_eval: 
 
     say("training a challenger (gradient boosting, slower learning rate, more trees)")
     params = {"model": "hist_gradient_boosting", "max_iter": 300, "learning_rate": 0.05,
-              "max_leaf_nodes": 31, "seed": seed + 1}
+              "max_leaf_nodes": 31, "seed": seed}
     with start_run(experiment=EXPERIMENT, name="challenger-gbm", store=store, params=params,
                    tags={"role": "challenger"}) as run:
         run.log_dataset(train, context="train", name="loan-train")
@@ -187,8 +189,8 @@ def _serving_act(store: Store, train: Any, test: Any, seed: int, baseline_eval: 
             max_iter=params["max_iter"], learning_rate=params["learning_rate"],
             max_leaf_nodes=params["max_leaf_nodes"], early_stopping=False,
             random_state=params["seed"]).fit(train[FEATURES], train[LABEL].to_numpy())
-        run.log_metrics(_scores(test[LABEL].to_numpy(),
-                                challenger.predict_proba(test[FEATURES])[:, 1]))
+        scores = _scores(test[LABEL].to_numpy(), challenger.predict_proba(test[FEATURES])[:, 1])
+        run.log_metrics(scores)
     version = registry.register(MODEL_NAME, challenger, run=run.id,
                                 input_example=train[FEATURES].head(100), trusted=HGB_TRUSTED,
                                 store=store, description="Loan approval, challenger")
@@ -196,7 +198,8 @@ def _serving_act(store: Store, train: Any, test: Any, seed: int, baseline_eval: 
     blessing = gate(evaluation, RELEASE_GATE, baseline=baseline_eval)
     registry.attach_evaluation(version.ref, evaluation, blessing, name="test split",
                                store=store)
-    act: dict[str, Any] = {"challenger": version.ref, "challenger_blessed": blessing.blessed}
+    act: dict[str, Any] = {"challenger": version.ref, "challenger_blessed": blessing.blessed,
+                           "run": run.id, "metrics": scores}
     if not blessing.blessed:
         say(f"{version.ref} is not blessed: it stays off the endpoint")
         return act

@@ -102,24 +102,25 @@ def serving_story(store: Store, records: list[dict[str, Any]], labels: list[int]
         replay(server.url, records[third:2 * third])
         story["shadow_agreement"] = shadow_agreement(store, challenger)
 
+        per_step = max(10, min(40, len(records) // 15))  # small demos step sooner
         eps.deploy(ENDPOINT, challenger, "canary", steps=[10, 50, 100],
-                   step_every_requests=40, guards={"max_error_rate": 0.01,
-                                                   "max_latency_p99_ms": 1000,
-                                                   "max_disagreement": 0.25,
-                                                   "min_requests": 40},
+                   step_every_requests=per_step, guards={"max_error_rate": 0.01,
+                                                         "max_latency_p99_ms": 1000,
+                                                         "max_disagreement": 0.25,
+                                                         "min_requests": per_step},
                    store=store, reason="canary the challenger: 10%, 50%, 100%")
         _wait_for_revision(server.url, store)
         say(f"canary {challenger}: 10% → 50% → 100%, guarded on errors, p99 latency and "
             "disagreement with the champion")
         done = lambda: d_finished(store)  # noqa: E731
         rest = records[2 * third:]
-        for _ in range(4):  # replay until the controller promotes or rolls back
-            replay(server.url, rest, stop=done)
-            if done():
-                break
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while not done() and time.monotonic() < deadline:
-            time.sleep(0.2)
+            replay(server.url, rest, stop=done)  # until the controller promotes or rolls back
+            for _ in range(10):
+                if done():
+                    break
+                time.sleep(0.1)
     story["final"] = eps.get_endpoint(ENDPOINT, store=store).describe()
     story["history"] = [{"revision": e.revision, "action": e.action, "actor": e.actor,
                          "to": e.to_dict()["to_summary"], "reason": e.reason}

@@ -40,12 +40,53 @@ def test_demo_registers_a_champion_with_its_runs_metrics(demo_home):
     assert result["metrics"]["candidate"]["f1"] > result["metrics"]["baseline"]["f1"]
     assert result["champion_check"] == pytest.approx(result["metrics"]["candidate"]["accuracy"])
     assert (home / ".prodml" / "prodml.db").exists()
-    shown = json.loads(prodml(["models", "show", "loan@champion", "--json"], home).stdout)
+    shown = json.loads(prodml(["models", "show", "loan/2", "--json"], home).stdout)
     assert shown["run_id"] == result["runs"]["candidate"]
     assert {d["context"] for d in shown["datasets"]} == {"train", "test"}
     run = json.loads(prodml(["runs", "show", shown["run_id"][:8], "--json"], home).stdout)
     assert run["metrics"]["f1"] == pytest.approx(result["metrics"]["candidate"]["f1"])
     assert run["status"] == "FINISHED" and run["params"]["max_iter"] == "150"
+
+
+def test_demo_serves_shadows_and_canaries_a_challenger(demo_home):
+    home, result = demo_home
+    act = result["serving"]
+    assert act["challenger"] == "loan/3" and act["challenger_blessed"] is True
+    assert act["shadow_agreement"]["compared"] > 0
+    actions = [e["action"] for e in act["history"]]
+    assert actions[:3] == ["deploy", "deploy", "deploy"]  # direct, shadow, canary
+    assert actions[-1] in ("promote", "rollback") and "step" in actions or \
+        actions[-1] == "rollback"
+    if actions[-1] == "promote":
+        assert act["final"] == "loan/3"
+        shown = json.loads(prodml(["models", "show", "loan@champion", "--json"], home).stdout)
+        assert shown["ref"] == "loan/3"  # the registry follows the promotion
+    assert act["log"]["primary v2"] > 0 and act["log"]["shadow v3"] > 0
+    status = json.loads(prodml(["deployments", "status", "--json"], home).stdout)
+    assert status[0]["summary"] == act["final"]
+    history = json.loads(prodml(["deployments", "history", "loan", "--json"], home).stdout)
+    assert [e["action"] for e in reversed(history)] == actions
+
+
+def test_deploy_rollback_and_pause_from_the_cli(demo_home):
+    home, _ = demo_home
+    before = json.loads(prodml(["deployments", "status", "loan", "--json"], home).stdout)[0]
+    shadow = json.loads(prodml(["deploy", "loan", "loan/1", "--strategy", "shadow",
+                                "--percent", "20", "--reason", "cli test", "--json"],
+                               home).stdout)
+    assert shadow["summary"].endswith("(shadow: loan/1 20%)")
+    back = json.loads(prodml(["rollback", "loan", "--json"], home).stdout)
+    assert back["spec"] == before["spec"]
+    paused = json.loads(prodml(["pause", "loan", "--reason", "drill", "--json"], home).stdout)
+    assert paused["paused"] is True
+    assert json.loads(prodml(["resume", "loan", "--json"], home).stdout)["paused"] is False
+    for args, needle in ((["deploy", "loan", "loan/99"], "loan/99"),
+                         (["deploy", "loan", "loan/1", "--strategy", "sideways"], "strategy"),
+                         (["rollback", "nope"], "endpoint 'nope' not found"),
+                         (["deploy", "loan", "loan/1", "--fallback", "open('x')"], "fallback")):
+        done = prodml(args, home, check=False)
+        assert done.returncode == 1 and needle in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
 def test_demo_keeps_the_training_profile_and_finds_the_inflation_drift(demo_home):
@@ -68,7 +109,11 @@ def test_runs_list_search_compare(demo_home):
     assert {r["id"] for r in listed} == set(result["runs"].values())
     found = json.loads(prodml(["runs", "search", "metrics.f1 > 0.9 or tags.role = 'baseline'",
                                "--order-by", "metrics.f1 desc", "--json"], home).stdout)
-    assert [r["id"] for r in found] == [result["runs"]["candidate"], result["runs"]["baseline"]]
+    f1 = {role: m["f1"] for role, m in result["metrics"].items()}
+    expected = sorted((r for r in f1 if f1[r] > 0.9 or r == "baseline"), key=lambda r: -f1[r])
+    assert {r["id"] for r in found} == {result["runs"][role] for role in expected}
+    assert [r["metrics"]["f1"] for r in found] == sorted(f1[r] for r in expected)[::-1]
+    assert found[-1]["id"] == result["runs"]["baseline"]
     compared = json.loads(prodml(["runs", "compare", *result["runs"].values(), "--json"],
                                  home).stdout)
     differs = {row["name"] for row in compared["rows"] if row["differs"]}
@@ -145,7 +190,8 @@ def test_evaluate_with_a_gate_blesses_or_exits_1(demo_home, tmp_path):
             "--slice", "age:20,40,60,81", "--gate", str(gate)]
     passed = prodml([*args, "--html", str(tmp_path / "ev.html"), "--json"], home)
     verdict = json.loads(passed.stdout)
-    assert verdict["blessing"]["blessed"] is True and verdict["ref"] == "loan/2"
+    assert verdict["blessing"]["blessed"] is True
+    assert verdict["ref"] == (demo_home[1]["serving"]["final"])  # promoted by the canary
     assert (tmp_path / "ev.html").stat().st_size > 10_000
     failed = prodml(["evaluate", "loan/1", *args[2:]], home, check=False)
     assert failed.returncode == 1 and "NOT BLESSED" in failed.stdout
