@@ -14,6 +14,7 @@ from prodml.cli import deployments, models, runs
 from prodml.cli import schema as schema_cli
 from prodml.cli import split as split_cli
 from prodml.cli import feedback as feedback_cli
+from prodml.cli import labels as labels_cli
 from prodml.cli import review as review_cli
 from prodml.cli.drift import drift_command
 from prodml.cli.evaluate import evaluate_command
@@ -26,6 +27,7 @@ app = typer.Typer(name="prodml", no_args_is_help=True, pretty_exceptions_enable=
                   context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(labels_cli.app, name="labels")
 app.add_typer(feedback_cli.app, name="feedback")
 app.add_typer(review_cli.app, name="review")
 app.command("profile")(profile_command)

@@ -193,6 +193,8 @@ def annotations(*, item: Any = None, labeler: Any = None, instruction: Any = Non
 
 
 def _label_series(values: list[Any]) -> pl.Series:
+    if not values:
+        return pl.Series("label", [], dtype=pl.String)
     try:
         return pl.Series("label", values)
     except (TypeError, pl.exceptions.PolarsError):  # text and numbers mixed: all text

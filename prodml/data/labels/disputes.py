@@ -8,7 +8,7 @@ votes, who said what, and their metadata, so the meeting can look at the item it
 >>> found = disputes({"item": [1, 1, 1, 2, 2, 2], "labeler": ["a", "b", "c"] * 2,
 ...                   "label": ["dent", "dent", "dent", "dent", "scratch", "dent"]})
 >>> found.table.select("item", "entropy", "votes", "labels").rows()
-[(2, 0.9182958340544896, 'dent 2, scratch 1', 'a=dent, b=scratch, c=dent')]
+[(2, 0.9182958340544896, 'dent: 2, scratch: 1', 'a=dent, b=scratch, c=dent')]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def disputes(annotations: Any, *, top: int | None = 20, min_labels: int = 2,
     codes, _ = majority_codes(counts[chosen], "prior")
     names = [str(c) for c in ann.classes.tolist()]
     sub = counts[chosen]
-    votes = [", ".join(f"{names[j]} {row[j]}" for j in np.argsort(-row, kind="stable")
+    votes = [", ".join(f"{names[j]}: {row[j]}" for j in np.argsort(-row, kind="stable")
                        if row[j] > 0) for row in sub]
     head = pl.DataFrame({
         "item": ann.items[chosen], "entropy": entropy[chosen], "count": labels[chosen],
