@@ -77,7 +77,7 @@ class AlertRule:
                 "severity": self.severity}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AlertRule":
+    def from_dict(cls, d: Mapping[str, Any]) -> AlertRule:
         return cls(series=d["series"], threshold=threshold_from_dict(dict(d["threshold"])),
                    min_consecutive=d.get("min_consecutive", 1),
                    min_consecutive_ok=d.get("min_consecutive_ok", 1),
@@ -106,8 +106,8 @@ class AlertEvent:
 
     def message(self) -> str:
         lower, upper = self.bounds
-        band = ("in [%s, %s]" % (_g(lower), _g(upper)) if lower is not None and upper is
-                not None else f">= {_g(lower)}" if lower is not None else f"<= {_g(upper)}")
+        band = (f"in [{_g(lower)}, {_g(upper)}]" if lower is not None and upper is not None
+                else f">= {_g(lower)}" if lower is not None else f"<= {_g(upper)}")
         if self.status == "firing":
             return (f"{self.rule}: {self.series} = {_g(self.value)}, expected {band} "
                     f"({self.breaches} window{'s' if self.breaches != 1 else ''} in a row)")
@@ -205,7 +205,7 @@ class AlertState:
                 "last_at": self.last_at, "first_breach_at": self._first_breach_at}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AlertState":
+    def from_dict(cls, d: Mapping[str, Any]) -> AlertState:
         state = cls(AlertRule.from_dict(d["rule"]), threshold_from_dict(dict(d["threshold"])),
                     d.get("status", "ok"), d.get("consecutive_breaches", 0),
                     d.get("consecutive_ok", 0), d.get("alerts_fired", 0),

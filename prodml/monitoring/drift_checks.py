@@ -139,7 +139,7 @@ def _side(data: Any, field: str) -> Any:
         keep = counts > 0
         side = CategoricalSide(pa.array([k for k, m in zip(keys, keep) if m],
                                         type=pa.large_string()), counts[keep],
-                               count=int(round(counts.sum())), exact=True)
+                               count=round(float(counts.sum())), exact=True)
         side.n = max(side.n, 1)  # shares sum to 1: still one "value" for the empty checks
         return side
     frame = as_frame(data) if not isinstance(data, (list, tuple, np.ndarray)) else None

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -204,7 +205,7 @@ class Calibrator:
         self.model = model
 
     @classmethod
-    def fit(cls, scores: Any, labels: Any, *, positive: Any = 1) -> "Calibrator":
+    def fit(cls, scores: Any, labels: Any, *, positive: Any = 1) -> Calibrator:
         from sklearn.isotonic import IsotonicRegression
 
         s = np.asarray(scores, dtype=np.float64)

@@ -67,7 +67,7 @@ class WindowSpec(_Strict):
     hours: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "WindowSpec":
+    def _exactly_one(self) -> WindowSpec:
         given = [k for k in ("predictions", *WINDOW_UNITS_MS) if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of predictions, seconds, minutes, hours"
@@ -84,7 +84,7 @@ class WindowSpec(_Strict):
         for unit, ms in WINDOW_UNITS_MS.items():
             value = getattr(self, unit)
             if value is not None:
-                return int(round(value * ms))
+                return round(value * ms)
         return None
 
 
@@ -98,11 +98,11 @@ class LogStretch(_Strict):
     @classmethod
     def _dates(cls, value: Any) -> Any:
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-            return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+            return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
         return value
 
     @model_validator(mode="after")
-    def _ordered(self) -> "LogStretch":
+    def _ordered(self) -> LogStretch:
         if self.since_ms >= self.until_ms:
             raise ValueError("since must be before until")
         return self
@@ -222,7 +222,7 @@ class ConceptDriftCheck(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _params_named(self) -> "ConceptDriftCheck":
+    def _params_named(self) -> ConceptDriftCheck:
         for name in self.detector_params:
             if name not in self.detectors:
                 raise ValueError(f"detector_params names {name!r}, which is not in detectors")
@@ -307,7 +307,7 @@ class AlertRuleSpec(_Strict):
     name: str = ""
 
     @model_validator(mode="after")
-    def _one_threshold(self) -> "AlertRuleSpec":
+    def _one_threshold(self) -> AlertRuleSpec:
         static = self.lower is not None or self.upper is not None
         if static == (self.adaptive is not None):
             raise ValueError("give lower and/or upper (a static threshold) or adaptive "
@@ -338,14 +338,14 @@ class MonitorSpec(_Strict):
     alerts: list[AlertRuleSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _named(self) -> "MonitorSpec":
+    def _named(self) -> MonitorSpec:
         if not self.name:
             object.__setattr__(self, "name", self.endpoint)
         return self
 
     @classmethod
-    def load(cls, spec: "MonitorSpec | dict[str, Any] | str | os.PathLike[str]"
-             ) -> "MonitorSpec":
+    def load(cls, spec: MonitorSpec | dict[str, Any] | str | os.PathLike[str]
+             ) -> MonitorSpec:
         """From a spec, a dict, YAML text or a YAML file; errors name the field and rule."""
         if isinstance(spec, MonitorSpec):
             return spec
@@ -413,7 +413,7 @@ def _invalid(exc: ValidationError, source: str) -> InvalidInputError:
     errors = exc.errors(include_url=False)
     # In a union (reference: training_profile or a stretch) every member reports; the one
     # whose shape matched the input says what is wrong with it.
-    first = sorted(errors, key=lambda e: e["type"] in _SHAPE_ERRORS)[0]
+    first = min(errors, key=lambda e: e["type"] in _SHAPE_ERRORS)
     where = ".".join(str(p) for p in first["loc"] if not _UNION_TAG.match(str(p))) or "spec"
     rule = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
@@ -433,6 +433,6 @@ _UNION_TAG = re.compile(r"^(literal\[.*\]|[A-Z]\w*|function-\w+\[.*\])$")
 def _ms(value: dt.datetime | int) -> int:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return int(value.timestamp() * 1000)
     return int(value)

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -55,11 +55,12 @@ import polars as pl
 
 from prodml.errors import InvalidInputError
 
-# The prediction log's own columns: everything else in a window frame is a feature, a
+# The prediction log's own columns (prodml.serving.log_reader's, kept here so that this pure
+# module imports nothing from serving): everything else in a window frame is a feature, a
 # per-class probability or an outcome-event count.
 LOG_COLUMNS = ("id", "time", "endpoint", "model_name", "model_version", "route", "revision",
-               "routing_key", "status", "prediction", "confidence", "latency_ms", "error",
-               "label", "label_time", "batch_id", "row")
+               "routing_key", "parent_id", "status", "prediction", "confidence", "latency_ms",
+               "error", "label", "label_time", "batch_id", "row")
 PROBABILITY_PREFIX = "proba_"  # per-class probability columns: proba_<class>
 ERROR_STATUSES = ("error", "timeout")
 EMPTY_ANSWERS = ("", "null", "[]", "{}", '""')
@@ -268,7 +269,7 @@ def measure_window(frame: Any, *, features: Sequence[str] | None = None, schema:
     groups = set(groups)
     unknown = groups - set(GROUPS)
     if unknown:
-        raise InvalidInputError("groups", sorted(unknown)[0], "must be one of "
+        raise InvalidInputError("groups", min(unknown), "must be one of "
                                 + ", ".join(GROUPS))
     events = list(events)
     exprs: list[pl.Expr] = []
