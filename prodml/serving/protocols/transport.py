@@ -5,21 +5,19 @@ asked; :func:`protocol_route` makes a route class whose handlers answer prodml's
 the protocol's own error shape (OIP ``{"error"}``, MLflow ``{"error_code", "message"}``).
 
 The limit applies to what is read from the socket *and* to what decompression produces, so a
-small compressed bomb is refused as surely as a large body. The default is 64 MiB, set by
-``PRODML_MAX_BODY_BYTES`` or per app with ``app.state.max_body_bytes``.
+small compressed bomb is refused as surely as a large body. It is the app's
+``app.state.max_body_bytes`` (``create_app(max_body_bytes=...)``), 16 MiB when unset.
 """
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 from prodml.errors import InvalidInputError, ProdmlError
 
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 class PayloadTooLargeError(InvalidInputError):
@@ -28,8 +26,8 @@ class PayloadTooLargeError(InvalidInputError):
     status_code = 413
 
     def __init__(self, size: int | str, limit: int) -> None:
-        super().__init__("body", f"{size} bytes", f"must be at most {limit} bytes "
-                         "(PRODML_MAX_BODY_BYTES); send fewer rows per request")
+        super().__init__("body", f"{size} bytes", f"must be at most {limit} bytes (the "
+                         "server's max_body_bytes); send fewer rows per request")
 
 
 class UnsupportedMediaTypeError(InvalidInputError):
@@ -38,15 +36,9 @@ class UnsupportedMediaTypeError(InvalidInputError):
     status_code = 415
 
 
-@lru_cache(maxsize=1)
-def default_limit() -> int:
-    raw = os.environ.get("PRODML_MAX_BODY_BYTES", "")
-    return int(raw) if raw.strip().isdigit() and int(raw) > 0 else DEFAULT_MAX_BODY_BYTES
-
-
 def body_limit(app_state: Any) -> int:
     limit = getattr(app_state, "max_body_bytes", None)
-    return limit if isinstance(limit, int) and limit > 0 else default_limit()
+    return limit if isinstance(limit, int) and limit > 0 else DEFAULT_MAX_BODY_BYTES
 
 
 async def read_body(request: Any, limit: int | None = None) -> bytes:
