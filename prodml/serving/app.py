@@ -21,7 +21,7 @@ import os
 from typing import Any, AsyncIterator
 
 import orjson
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
@@ -214,7 +214,8 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         return json_response(eps.get_endpoint(name, store=store).to_dict())
 
     @app.get("/endpoints/{name}/history", tags=["deployments"])
-    async def endpoint_history(name: str, limit: int = 100) -> Response:
+    async def endpoint_history(name: str, limit: int = Query(100, ge=1, le=10_000)
+                               ) -> Response:
         return json_response([e.to_dict() for e in eps.history(name, limit=limit, store=store)])
 
     @app.post("/endpoints/{name}/deploy", tags=["admin"], openapi_extra=_DEPLOY_BODY)
@@ -267,8 +268,9 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
 
     # ---- review queue -------------------------------------------------------------------
     @app.get("/reviews", tags=["review"])
-    async def reviews(endpoint: str | None = None, status: str = "open",
-                      limit: int = 100) -> Response:
+    async def reviews(endpoint: str | None = None,
+                      status: str = "open",
+                      limit: int = Query(100, ge=1, le=10_000)) -> Response:
         from prodml.serving.review import list_reviews
 
         items = list_reviews(endpoint=endpoint, status=status, limit=limit, store=store)

@@ -38,6 +38,8 @@ log = logging.getLogger("prodml.serving")
 class ModelUnavailableError(ProdmlError):
     """The model failed and no fallback rule could answer (HTTP 503)."""
 
+    status_code = 503
+
     def __init__(self, endpoint: str, detail: str) -> None:
         super().__init__(f"endpoint {endpoint!r} could not answer: {detail}", field="endpoint",
                          value=endpoint, rule="a model or a fallback rule must answer")
