@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from prodml.data.drift import drift
 from prodml.demo.data import FEATURES, LABEL, loan_applications
+from prodml.demo.labelling import labelling_story
 from prodml.evaluation.evaluate import evaluate
 from prodml.evaluation.gates import gate
 from prodml.store import Store, get_store
@@ -52,6 +53,7 @@ class DemoResult:
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> verdict
     evaluation_report: str = ""  # the blessed version's HTML evaluation
     serving: dict[str, Any] = field(default_factory=dict)  # the serving act (see serve=)
+    labelling: dict[str, Any] = field(default_factory=dict)  # agreement, disputes, HLP
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -77,6 +79,7 @@ def run_demo(rows: int = 6000, seed: int = 42, *, store: Store | None = None,
                                    stratify=frame[LABEL])
     X_train, y_train = train[FEATURES], train[LABEL].to_numpy()
     X_test, y_test = test[FEATURES], test[LABEL].to_numpy()
+    result.labelling = labelling_story(test, store=store, seed=seed, say=say)
 
     say("training the baseline (logistic regression)")
     with start_run(experiment=EXPERIMENT, name="baseline-logreg", store=store,
@@ -115,7 +118,8 @@ def run_demo(rows: int = 6000, seed: int = 42, *, store: Store | None = None,
         "and gating them")
     reports = Path(store.artifacts.location).parent / "reports"
     reports.mkdir(parents=True, exist_ok=True)
-    baseline_eval = evaluate(baseline, test, label=LABEL, slices=SLICES, features=FEATURES)
+    baseline_eval = evaluate(baseline, test, label=LABEL, slices=SLICES, features=FEATURES,
+                             baselines=result.labelling["baselines"])
     registered = {
         "baseline": registry.register(MODEL_NAME, baseline, run=result.runs["baseline"],
                                       input_example=X_train.head(100), store=store,
@@ -128,7 +132,8 @@ def run_demo(rows: int = 6000, seed: int = 42, *, store: Store | None = None,
     for role, version in registered.items():
         fitted = baseline if role == "baseline" else model
         evaluation = baseline_eval if role == "baseline" else evaluate(
-            fitted, test, label=LABEL, slices=SLICES, features=FEATURES)
+            fitted, test, label=LABEL, slices=SLICES, features=FEATURES,
+            baselines=result.labelling["baselines"])
         blessing = gate(evaluation, RELEASE_GATE, baseline=baseline_eval)
         registry.attach_evaluation(version.ref, evaluation, blessing, name="test split",
                                    store=store)

@@ -196,8 +196,8 @@ class Annotations:
         """One row per item (of ``items``, or all): its metadata (first non-null value)."""
         frame = self.frame
         if items is not None:
-            frame = frame.filter(pl.col("item").is_in(pl.Series(items).cast(
-                frame.schema["item"])))
+            wanted = pl.Series(items).cast(frame.schema["item"]).implode()
+            frame = frame.filter(pl.col("item").is_in(wanted))
         return frame.group_by("item", maintain_order=True).agg(
             [pl.col(c).drop_nulls().first() for c in self.metadata])
 
