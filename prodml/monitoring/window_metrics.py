@@ -162,9 +162,9 @@ def output_expressions(frame: pl.DataFrame, *, prediction: str = "prediction",
             empty = empty | pred.cast(pl.String).str.strip_chars().is_in(list(EMPTY_ANSWERS))
         exprs.append(empty.mean().alias("null_prediction_share"))
         if classes is not None:
-            text = pred.cast(pl.String)
+            dtype = frame.schema[prediction]
             answered = pred.is_not_null().sum()
-            exprs += [((text == str(c)).sum() / answered).alias(f"class_share[{c}]")
+            exprs += [(_equals(pred, dtype, c).sum() / answered).alias(f"class_share[{c}]")
                       for c in classes]
     if confidence in frame.columns:
         exprs.append(pl.col(confidence).cast(pl.Float64).fill_nan(None).mean()
@@ -321,6 +321,21 @@ def _features(frame: pl.DataFrame, features: Sequence[str] | None,
 
 def _is_text(dtype: pl.DataType) -> bool:
     return dtype in (pl.String, pl.Categorical) or isinstance(dtype, (pl.Enum, pl.Categorical))
+
+
+def _equals(pred: pl.Expr, dtype: pl.DataType, value: Any) -> pl.Expr:
+    """``pred == value`` for a declared class, whatever the prediction's type (YAML may give
+    ``1`` for a column of ``"1"`` or ``true`` for one of 1)."""
+    if _is_text(dtype):
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        return pred.cast(pl.String) == text
+    try:
+        if dtype == pl.Boolean:
+            flag = value if isinstance(value, bool) else str(value).lower() in ("true", "1")
+            return pred == flag
+        return pred.cast(pl.Float64) == float(value)
+    except (TypeError, ValueError):
+        return pl.repeat(False, pl.len())
 
 
 def _outside_domain(name: str, dtype: pl.DataType, rule: Any) -> pl.Expr | None:

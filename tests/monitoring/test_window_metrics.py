@@ -154,3 +154,14 @@ def test_errors_name_the_field():
         custom_metrics(w, {"bad": lambda f: "high"})
     with pytest.raises(InvalidInputError, match="groups='drift'"):
         measure_window(w, groups=["drift"])
+
+
+def test_declared_classes_match_predictions_of_any_type():
+    ints = pl.DataFrame({"prediction": [1, 0, 1, 1]})
+    assert output_metrics(ints, classes=[1, "0"])["class_share[1]"] == 0.75
+    assert output_metrics(ints, classes=[1, "0"])["class_share[0]"] == 0.25
+    flags = pl.DataFrame({"prediction": [True, False, True, None]})
+    shares = output_metrics(flags, classes=[True, False])
+    assert (shares["class_share[True]"], shares["class_share[False]"]) == (2 / 3, 1 / 3)
+    assert output_metrics(ints, classes=["cat"])["class_share[cat]"] == 0.0
+    assert output_metrics(flags)["class_share[True]"] == 2 / 3  # observed, same names
