@@ -7,8 +7,8 @@ them and stores what they return.
 - :mod:`~prodml.monitoring.window_metrics`: software, input, output and custom metrics;
 - :mod:`~prodml.monitoring.drift_checks`: data drift (``prodml.drift``) and prior shift;
 - :mod:`~prodml.monitoring.performance`: realised performance and CBPE estimates;
-- :mod:`~prodml.monitoring.concept_drift`: the confidence test, River's detectors over the
-  error stream, and sudden / gradual / recurrent;
+- :mod:`~prodml.monitoring.concept_drift`: the confidence test and River's detectors over
+  the error stream; :mod:`~prodml.monitoring.change_kind`: sudden, gradual or recurrent;
 - :mod:`~prodml.monitoring.thresholds` and :mod:`~prodml.monitoring.alerts`: static and
   adaptive thresholds, rules and the ok → firing → resolved state machine;
 - :mod:`~prodml.monitoring.spec`: the monitor's declaration (YAML or Python).
@@ -38,7 +38,7 @@ _LAZY: dict[str, str] = {
     "confidence_shift": "concept_drift", "ConfidenceShift": "concept_drift",
     "ErrorStreamMonitor": "concept_drift", "error_stream": "concept_drift",
     "detection_delay": "concept_drift", "DetectionDelay": "concept_drift",
-    "classify_change": "concept_drift", "ChangeFinding": "concept_drift",
+    "classify_change": "change_kind", "ChangeFinding": "change_kind",
     # thresholds and alerts
     "StaticThreshold": "thresholds", "AdaptiveThreshold": "thresholds",
     "threshold_from_dict": "thresholds",
