@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from prodml.data.drift import _feature_columns, _source
 from prodml.data.frames import column_kind, logical_type, to_arrow
 from prodml.data.profile import Profile
 from prodml.errors import InvalidInputError
@@ -180,6 +179,8 @@ def domain_classifier(reference: Any, current: Any, *, columns: list[str] | None
     if isinstance(reference, Profile) or isinstance(current, Profile):
         raise InvalidInputError("data", "Profile", "the domain classifier needs rows; a "
                                 "profile keeps no joint rows")
+    from prodml.data.drift import _feature_columns, _source  # drift re-exports this module
+
     ref, cur = _source(reference), _source(current)
     names = _feature_columns(ref, cur, columns, None, None)
     names = [n for n in names if "other" not in (column_kind(ref.logical_type(n)),
