@@ -1,9 +1,14 @@
-"""The prediction log's payload: the inputs and probabilities of one commit as Arrow IPC.
+"""The prediction log's payload: the rows of one commit as one Arrow IPC stream.
 
 One ``prediction_batches`` row holds the rows of one endpoint that were committed together,
-as one Arrow IPC stream whose columns are ``prediction_id``, then ``input.<name>`` for each
-feature and ``proba.<class>`` for each class. The prefixes keep the three kinds apart
-whatever the features are called; readers (``read_predictions``) strip them.
+as one Arrow IPC stream with the columns ``prediction_id``; the log's own fields as in the
+``predictions`` table (``time``, ``model_name``, ``model_version``, ``route``, ``revision``,
+``routing_key``, ``parent_id``, ``status``, ``prediction`` as JSON text, ``confidence``,
+``latency_ms``, ``error``); then ``input.<name>`` per feature and ``proba.<class>`` per
+class. The prefixes keep inputs apart from everything else whatever they are called;
+readers strip them. With the log's fields in the payload too, reading a window of the log
+back is a few blob reads (``prediction_batches`` by endpoint and time), not a million SQL
+rows; the ``predictions`` table is the index that SQL joins and lookups use.
 
 Building a column never fails a commit: rows that disagree on keys get nulls where a key is
 missing; a column whose values mix types within one commit is stored as text (strings as
@@ -30,6 +35,7 @@ import os
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,34 +125,43 @@ def hash_pii(value: Any, *, key: bytes | None = None) -> str | None:
 
 
 # -- encoding --------------------------------------------------------------------------------
-def encode(records: Sequence[Any], pii: frozenset[str] = frozenset(), key: bytes | None = None
-           ) -> tuple[bytes, dict[int, list[str]]]:
-    """One Arrow IPC stream for ``records`` (PredictionRecord-like), and per-row problems.
+LOG_FIELDS: dict[str, pa.DataType] = {
+    "time": pa.int64(), "model_name": pa.string(), "model_version": pa.int64(),
+    "route": pa.string(), "revision": pa.int64(), "routing_key": pa.string(),
+    "parent_id": pa.string(), "status": pa.string(), "prediction": pa.string(),
+    "confidence": pa.float64(), "latency_ms": pa.float64(), "error": pa.string(),
+}
 
-    >>> from types import SimpleNamespace as R
-    >>> rows = [R(id="a", inputs={"age": 30, "city": "Oslo"}, probabilities={"0": 0.2, "1": 0.8}),
-    ...         R(id="b", inputs={"age": "41"}, probabilities=None)]
-    >>> payload, problems = encode(rows)
-    >>> decode(payload).to_pydict()
-    {'prediction_id': ['a', 'b'], 'input.age': ['30', '41'], 'input.city': ['Oslo', None], \
-'proba.0': [0.2, None], 'proba.1': [0.8, None]}
-    """
+
+@dataclass
+class Columns:
+    """The input and probability columns of some records, and each row's problems."""
+
+    names: list[str]
+    arrays: list[pa.Array]
+    problems: dict[int, list[str]]
+
+
+def encode_inputs(records: Sequence[Any], pii: frozenset[str] = frozenset(),
+                  key: bytes | None = None) -> Columns:
+    """The ``input.*`` and ``proba.*`` columns of ``records`` (PredictionRecord-like)."""
     problems: dict[int, list[str]] = {}
-    names: dict[Any, None] = {}
-    classes: dict[Any, None] = {}
+    names: dict[Any, Any] = {}  # the union of the rows' keys, in order (values unused)
+    classes: dict[Any, Any] = {}
     inputs: list[Mapping[Any, Any]] = []
     for i, record in enumerate(records):
         row = record.inputs
-        if not isinstance(row, Mapping):
+        if type(row) is not dict and not isinstance(row, Mapping):
             problems.setdefault(i, []).append(
                 f"inputs not logged: expected a mapping, got {type(row).__name__}")
             row = {}
         inputs.append(row)
-        names.update(dict.fromkeys(row))
+        names.update(row)
         if record.probabilities:
-            classes.update(dict.fromkeys(record.probabilities))
-    fields, arrays = [ID], [pa.array([r.id for r in records], pa.string())]
-    seen = {ID}
+            classes.update(record.probabilities)
+    fields: list[str] = []
+    arrays: list[pa.Array] = []
+    seen: set[str] = set()
     for name in names:
         field = INPUT + str(name)
         if field in seen:  # e.g. keys 1 and "1" in one commit: the first one is kept
@@ -166,11 +181,33 @@ def encode(records: Sequence[Any], pii: frozenset[str] = frozenset(), key: bytes
         fields.append(field)
         arrays.append(_probabilities([(r.probabilities or {}).get(cls) for r in records],
                                      f"probability of {cls!r}", problems))
-    table = pa.Table.from_arrays(arrays, names=fields)
+    return Columns(fields, arrays, problems)
+
+
+def encode(rows: Sequence[Mapping[str, Any]], columns: Columns) -> bytes:
+    """One Arrow IPC stream: the ``predictions`` rows' fields, then ``columns``.
+
+    >>> from types import SimpleNamespace as R
+    >>> records = [R(id="a", inputs={"age": 30, "city": "Oslo"},
+    ...              probabilities={"0": 0.2, "1": 0.8}),
+    ...            R(id="b", inputs={"age": "41"}, probabilities=None)]
+    >>> columns = encode_inputs(records)
+    >>> rows = [{"id": r.id, "time": 1, "status": "ok"} for r in records]
+    >>> table = decode(encode(rows, columns))
+    >>> table.select(["prediction_id", "time", "input.age", "input.city", "proba.1"]).to_pydict()
+    {'prediction_id': ['a', 'b'], 'time': [1, 1], 'input.age': ['30', '41'], \
+'input.city': ['Oslo', None], 'proba.1': [0.8, None]}
+    """
+    names = [ID, *LOG_FIELDS, *columns.names]
+    arrays = [pa.array([row["id"] for row in rows], pa.string()),
+              *(pa.array([row.get(name) for row in rows], kind)
+                for name, kind in LOG_FIELDS.items()),
+              *columns.arrays]
+    table = pa.Table.from_arrays(arrays, names=names)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes(), problems
+    return sink.getvalue().to_pybytes()
 
 
 def _column(values: list[Any], what: str, problems: dict[int, list[str]]) -> pa.Array:

@@ -1,9 +1,12 @@
-"""Reading the prediction log back: one Polars frame per query, the inputs from Arrow.
+"""Reading the prediction log back: one Polars frame per query, the rows from Arrow.
 
-``read_predictions`` is three reads in one snapshot: the ``predictions`` rows, the Arrow
-payloads of the batches they point into (a few blobs per thousand rows, not a JSON parse per
-row), and their feedback. The frame has one row per prediction, ordered by id (that is, by
-time), with these columns:
+A window (``since``/``until``, an endpoint, routes) is read from the ``prediction_batches``
+that overlap it: each holds every field of its rows as Arrow (see
+:mod:`prodml.serving.log_payload`), so a million rows are a few thousand blob reads and one
+concatenation, not a million SQL rows. Paging (``after_id``, ``limit``) goes through the
+``predictions`` table and its index, then takes the inputs from the same blobs. Both give
+the same frame. Feedback is read in the same snapshot. One row per prediction, ordered by
+id (that is, by time), with these columns:
 
 - the log's own: ``id``, ``time`` (ms since the epoch), ``endpoint``, ``model_name``,
   ``model_version``, ``route``, ``revision``, ``routing_key``, ``parent_id``, ``status``,
@@ -59,6 +62,7 @@ def read_predictions(endpoint: str | None = None, *, since: int | None = None,
     """
     store = store or get_store()
     p = t.predictions
+    route_list = None if routes is None else [routes] if isinstance(routes, str) else list(routes)
     conditions = []
     if endpoint is not None:
         conditions.append(p.c.endpoint == endpoint)
@@ -68,32 +72,26 @@ def read_predictions(endpoint: str | None = None, *, since: int | None = None,
         conditions.append(p.c.time < until)
     if after_id is not None:
         conditions.append(p.c.id > after_id)
-    if routes is not None:
-        conditions.append(p.c.route.in_([routes] if isinstance(routes, str) else list(routes)))
-    statement = select(*(p.c[name] for name in LOG_COLUMNS), p.c.batch_id).where(
-        *conditions).order_by(p.c.id)
+    if route_list is not None:
+        conditions.append(p.c.route.in_(route_list))
     chosen = select(p.c.id).where(*conditions)
-    if limit is not None:
-        statement = statement.limit(limit)
-        chosen = chosen.order_by(p.c.id).limit(limit)
     with store.read() as conn:
-        rows = conn.execute(statement).all()
-        tables = (_payloads(conn, {r[-1] for r in rows if r[-1] is not None})
-                  if with_inputs and rows else [])
+        if after_id is None and limit is None:
+            # A window: the batches that overlap it hold every field of its rows.
+            frame = _from_payloads(conn, endpoint, since, until, route_list, conditions)
+        else:
+            chosen = chosen.order_by(p.c.id).limit(limit)
+            frame = _from_rows(conn, conditions, limit, with_inputs)
         feedback = (conn.execute(select(t.feedback.c.prediction_id, t.feedback.c.kind,
                                         t.feedback.c.name, t.feedback.c.value,
                                         t.feedback.c.time, t.feedback.c.id)
                                  .where(t.feedback.c.prediction_id.in_(chosen))).all()
-                    if with_feedback and rows else [])
-    frame = _log_frame(rows)
+                    if with_feedback and frame.height else [])
     labels, events = _feedback_frames(feedback) if with_feedback else (None, None)
     taken = set(LOG_COLUMNS) | (set(FEEDBACK_COLUMNS) if with_feedback else set())
     if events is not None:
         taken |= set(events.columns)
-    if tables:
-        inputs = _inputs_frame(tables, taken)
-        frame = frame.join(inputs, left_on="id", right_on=log_payload.ID, how="left",
-                           maintain_order="left")
+    frame = _finish(frame, taken, with_inputs)
     if with_feedback:
         if labels is not None:
             frame = frame.join(labels, left_on="id", right_on="prediction_id", how="left",
@@ -107,6 +105,90 @@ def read_predictions(endpoint: str | None = None, *, since: int | None = None,
                                maintain_order="left").with_columns(
                 pl.col(names).fill_null(0))
     return frame
+
+
+def _from_payloads(conn: Connection, endpoint: str | None, since: int | None,
+                   until: int | None, routes: list[str] | None, conditions: list[Any]
+                   ) -> pl.DataFrame:
+    b = t.prediction_batches
+    query = select(b.c.endpoint, b.c.payload).order_by(b.c.id)
+    if endpoint is not None:
+        query = query.where(b.c.endpoint == endpoint)
+    if since is not None:
+        query = query.where(b.c.time_last >= since)
+    if until is not None:
+        query = query.where(b.c.time_first < until)
+    tables = []
+    for name, payload in conn.execute(query):
+        table = log_payload.decode(payload)
+        tables.append(table.append_column("endpoint",
+                                          pa.array([name] * table.num_rows, pa.string())))
+    frames = [_concat(tables).rename({log_payload.ID: "id"})] if tables else []
+    # Rows whose payload could not be written (rare) are only in the predictions table.
+    orphans = _from_rows(conn, [*conditions, t.predictions.c.batch_id.is_(None)], None, False)
+    if orphans.height:
+        frames.append(orphans)
+    if not frames:
+        return orphans
+    frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    keep = []
+    if since is not None:
+        keep.append(pl.col("time") >= since)
+    if until is not None:
+        keep.append(pl.col("time") < until)
+    if routes is not None:
+        keep.append(pl.col("route").is_in(routes))
+    if keep:
+        frame = frame.filter(*keep)
+    return frame.sort("id")
+
+
+def _from_rows(conn: Connection, conditions: list[Any], limit: int | None,
+               with_inputs: bool) -> pl.DataFrame:
+    p = t.predictions
+    statement = select(*(p.c[name] for name in LOG_COLUMNS), p.c.batch_id).where(
+        *conditions).order_by(p.c.id).limit(limit)
+    # The driver's rows as they come: SQLAlchemy's Row objects cost more than the query.
+    rows = conn.execute(statement).cursor.fetchall()
+    columns = list(zip(*rows)) if rows else [() for _ in range(len(LOG_COLUMNS) + 1)]
+    frame = pl.DataFrame([pl.Series(name, columns[i], dtype=dtype or pl.String)
+                          for i, (name, dtype) in enumerate([*LOG_COLUMNS.items(),
+                                                             ("batch_id", pl.Int64)])])
+    batch_ids = sorted({b for b in frame["batch_id"].drop_nulls().unique()})
+    frame = frame.drop("batch_id")
+    if not with_inputs or not batch_ids:
+        return frame
+    inputs = _concat(_payloads(conn, batch_ids))
+    inputs = inputs.select(log_payload.ID, *(c for c in inputs.columns
+                                              if c.startswith((log_payload.INPUT,
+                                                               log_payload.PROBA))))
+    return frame.join(inputs, left_on="id", right_on=log_payload.ID, how="left",
+                      maintain_order="left")
+
+
+def _finish(frame: pl.DataFrame, taken: set[str], with_inputs: bool) -> pl.DataFrame:
+    """Decode the answers, name the inputs and probabilities, put the columns in order."""
+    names: dict[str, str] = {}
+    for column in frame.columns:
+        if column.startswith(log_payload.PROBA):
+            names[column] = PROBABILITY_PREFIX + column[len(log_payload.PROBA):]
+    taken = taken | set(names.values())
+    inputs = []
+    for column in frame.columns:
+        if column.startswith(log_payload.INPUT):
+            name = column[len(log_payload.INPUT):]
+            while name in taken:
+                name = INPUT_PREFIX + name
+            taken.add(name)
+            names[column] = name
+            inputs.append(name)
+    frame = frame.rename(names)
+    for name, dtype in LOG_COLUMNS.items():
+        if name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype or pl.String).alias(name))
+    extra = [*inputs, *sorted(v for k, v in names.items() if k.startswith(log_payload.PROBA))]
+    frame = frame.select(*LOG_COLUMNS, *(extra if with_inputs else []))
+    return frame.with_columns(_series("prediction", _decoded(frame["prediction"].to_list())))
 
 
 def get_prediction(prediction_id: str, *, store: Store | None = None) -> dict[str, Any]:
@@ -192,21 +274,10 @@ def _series(name: str, values: list[Any]) -> pl.Series:
                                 for v in values], dtype=pl.String)
 
 
-def _log_frame(rows: list[Any]) -> pl.DataFrame:
-    columns = list(zip(*rows)) if rows else [() for _ in range(len(LOG_COLUMNS) + 1)]
-    series = []
-    for i, (name, dtype) in enumerate(LOG_COLUMNS.items()):
-        if dtype is None:
-            series.append(_series(name, _decoded(columns[i])))
-        else:
-            series.append(pl.Series(name, columns[i], dtype=dtype))
-    return pl.DataFrame(series)
-
-
-def _payloads(conn: Connection, batch_ids: set[int]) -> list[pa.Table]:
+def _payloads(conn: Connection, batch_ids: list[int]) -> list[pa.Table]:
     b = t.prediction_batches
     tables = []
-    for chunk in _chunks(sorted(batch_ids)):
+    for chunk in _chunks(batch_ids):
         for (payload,) in conn.execute(select(b.c.payload).where(b.c.id.in_(chunk))
                                        .order_by(b.c.id)):
             tables.append(log_payload.decode(payload))
@@ -218,26 +289,16 @@ def _chunks(values: list[Any]) -> Iterable[list[Any]]:
         yield values[start:start + _CHUNK]
 
 
-def _inputs_frame(tables: list[pa.Table], taken: set[str]) -> pl.DataFrame:
+def _concat(tables: list[pa.Table]) -> pl.DataFrame:
     try:
-        frame = pl.from_arrow(pa.concat_tables(tables, promote_options="permissive"))
+        # One contiguous chunk per column first: Polars takes that faster than thousands.
+        frame = pl.from_arrow(pa.concat_tables(tables, promote_options="permissive")
+                              .combine_chunks())
     except (pa.ArrowException, TypeError, ValueError):
         # A feature with numbers in some commits and text in others: text for all.
         frame = pl.concat([pl.from_arrow(table) for table in tables], how="diagonal_relaxed")
     assert isinstance(frame, pl.DataFrame)
-    names = {}
-    for column in frame.columns:
-        if column.startswith(log_payload.PROBA):
-            names[column] = PROBABILITY_PREFIX + column[len(log_payload.PROBA):]
-    taken = taken | set(names.values())
-    for column in frame.columns:
-        if column.startswith(log_payload.INPUT):
-            name = column[len(log_payload.INPUT):]
-            while name in taken:
-                name = INPUT_PREFIX + name
-            taken.add(name)
-            names[column] = name
-    return frame.rename(names)
+    return frame
 
 
 def _feedback_frames(rows: list[Any]) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:

@@ -99,9 +99,11 @@ def _open(conn: Connection, prediction_id: str, endpoint: str, suggestion: Any,
 def list_reviews(endpoint: str | None = None, status: str | None = "open", *,
                  limit: int | None = None, with_inputs: bool = False,
                  store: Store | None = None) -> list[ReviewItem]:
-    """Review items, oldest first; ``status=None`` lists every status."""
+    """Review items, oldest first; ``status=None`` (or ``"all"``) lists every status."""
+    if status == "all":
+        status = None
     if status is not None and status not in STATUSES:
-        raise InvalidInputError("status", status, "must be 'open', 'resolved' or None (all)")
+        raise InvalidInputError("status", status, "must be 'open', 'resolved' or 'all'")
     store = store or get_store()
     r, p = t.review_items, t.predictions
     statement = (select(r, p.c.batch_id, p.c.row)

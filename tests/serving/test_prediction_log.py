@@ -407,3 +407,41 @@ def test_every_acknowledged_write_survives_kill_9(store, tmp_path, outside):
     acknowledged += [line for line in rest.split("\n") if len(line) == 32]
     assert len(acknowledged) >= 500, errors
     assert outside.count(acknowledged) == len(set(acknowledged))
+
+
+def test_a_window_read_from_payloads_equals_the_row_by_row_read(store, monkeypatch):
+    from polars.testing import assert_frame_equal
+
+    from prodml.serving import log_payload
+
+    log = PredictionLog(store)
+    base = 1_700_000_000_000
+    routes = ["primary", "canary", "shadow"]
+    for k in range(6):
+        log.write_sync([record("loans" if i % 3 else "search", time_ms=base + 100 * k + i,
+                               route=routes[i % 3], prediction=i % 2,
+                               inputs={"age": k * 10 + i, "city": f"c{i}"},
+                               probabilities={"0": 0.25, "1": 0.75} if i % 2 else None)
+                        for i in range(5)])
+    real_encode = log_payload.encode
+
+    def broken(rows, columns):
+        raise RuntimeError("disk of arrows is full")
+
+    monkeypatch.setattr(log_payload, "encode", broken)
+    orphan = record(time_ms=base + 250, inputs={"age": 1})
+    log.write_sync([orphan])
+    monkeypatch.setattr(log_payload, "encode", real_encode)
+    log.close()
+    record_feedback([{"prediction_id": orphan.id, "label": 1}])
+
+    assert get_prediction(orphan.id)["error"].endswith("RuntimeError: disk of arrows is full")
+    for kwargs in ({}, {"endpoint": "loans"}, {"since": base + 150, "until": base + 420},
+                   {"routes": ["canary", "shadow"], "endpoint": "loans"},
+                   {"with_inputs": False}, {"with_feedback": False}):
+        window = read_predictions(**kwargs)
+        rows = read_predictions(**kwargs, limit=10**6)
+        assert_frame_equal(window, rows)
+    everything = read_predictions()
+    assert everything.height == 31
+    assert everything.filter(pl.col("id") == orphan.id)["label"].to_list() == [1]
