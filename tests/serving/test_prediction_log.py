@@ -445,3 +445,28 @@ def test_a_window_read_from_payloads_equals_the_row_by_row_read(store, monkeypat
     everything = read_predictions()
     assert everything.height == 31
     assert everything.filter(pl.col("id") == orphan.id)["label"].to_list() == [1]
+
+
+EXITING = r"""
+import asyncio, sys, time
+from prodml.store import open_store
+from prodml.serving.prediction_log import PredictionLog, PredictionRecord, new_prediction_id
+
+log = PredictionLog(open_store(sys.argv[1], sys.argv[2]), mode="fast", flush_interval=60)
+pid = new_prediction_id()
+asyncio.run(log.write([PredictionRecord(pid, int(time.time() * 1000), "loans", "loan", 1,
+                                        "primary", 1, None, {"k": 1}, "approve", None, 0.9,
+                                        1.0, "ok")]))
+print(pid, flush=True)
+# no close(): the interpreter's exit must flush the buffer
+"""
+
+
+def test_fast_mode_flushes_at_interpreter_exit(tmp_path):
+    url = f"sqlite:///{tmp_path}/exit.db"
+    done = subprocess.run([sys.executable, "-c", EXITING, url, str(tmp_path / "artifacts")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    seen = Outside(url)
+    assert seen.has(done.stdout.strip())
+    seen.engine.dispose()
