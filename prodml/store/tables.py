@@ -320,3 +320,91 @@ dataset_provenance = Table(
     Column("num_rows", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# ---- monitoring (0006) -------------------------------------------------------------------
+# A monitor watches one endpoint's prediction log window after window. ``spec`` is the
+# MonitorSpec (JSON); ``cursor_id``/``cursor_time`` is the last prediction read, so a run reads
+# only newer rows; ``pending`` holds the rows of the window still open (Arrow IPC), ``state``
+# the alert states, trailing series and label bookkeeping (JSON), ``detectors`` the pickled
+# concept-drift detectors. ``latest`` is the last complete window's series, what /metrics
+# reads. ``revision`` grows with every run: two runners update with compare-and-set on it.
+monitors = Table(
+    "monitors", metadata,
+    Column("name", String(255), primary_key=True),
+    Column("endpoint", String(255), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("cursor_id", String(32)),
+    Column("cursor_time", BigInteger),
+    Column("windows", Integer, nullable=False),  # complete windows so far
+    Column("pending", LargeBinary),
+    Column("state", JSON),
+    Column("detectors", LargeBinary),
+    Column("latest", JSON),  # {series: value} of the last complete window
+    Column("latest_window_end", BigInteger),
+    Column("last_run_at", BigInteger),
+    Column("last_error", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+Index("ix_monitors_endpoint", monitors.c.endpoint)
+
+# The series of every complete window, long format: one row per (monitor, window, series).
+# A value computed later (realised performance once labels arrive) replaces the window's row.
+# NaN is stored as NULL.
+monitor_results = Table(
+    "monitor_results", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("monitor", String(255), nullable=False),
+    Column("endpoint", String(255), nullable=False),
+    Column("window_index", Integer, nullable=False),  # 0, 1, 2, ... per monitor
+    Column("window_start", BigInteger, nullable=False),  # time of its first prediction (ms)
+    Column("window_end", BigInteger, nullable=False),  # time of its last prediction (ms)
+    Column("num_rows", Integer, nullable=False),
+    Column("series", String(255), nullable=False),
+    Column("value", Float),
+    Column("computed_at", BigInteger, nullable=False),
+    UniqueConstraint("monitor", "window_index", "series",
+                     name="uq_monitor_results_monitor_window_series"),
+)
+Index("ix_monitor_results_monitor_series_end", monitor_results.c.monitor,
+      monitor_results.c.series, monitor_results.c.window_end)
+Index("ix_monitor_results_endpoint_end", monitor_results.c.endpoint,
+      monitor_results.c.window_end)
+
+# One row per alert episode (ok → firing → resolved); ``key`` is the episode's id within the
+# monitor ("rule#3"), so the firing and resolving of one episode update one row.
+alerts = Table(
+    "alerts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(600), nullable=False),
+    Column("monitor", String(255), nullable=False),
+    Column("endpoint", String(255), nullable=False),
+    Column("rule", String(512), nullable=False),
+    Column("series", String(255), nullable=False),
+    Column("severity", String(16), nullable=False),  # info, warning, critical
+    Column("status", String(16), nullable=False),  # firing, resolved
+    Column("started_at", BigInteger, nullable=False),  # end of the first breaching window
+    Column("fired_at", BigInteger, nullable=False),  # end of the window that fired it
+    Column("resolved_at", BigInteger),
+    Column("window_index", Integer),  # the window that fired it
+    Column("window_start", BigInteger),
+    Column("window_end", BigInteger),
+    Column("value", Float),  # value when fired (then when resolved)
+    Column("peak", Float),
+    Column("lower", Float),  # bounds when fired
+    Column("upper", Float),
+    Column("breaches", Integer, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("finding", JSON),  # e.g. {"kind": "sudden", "detection_delay": ...}
+    Column("actions", JSON),  # [{"sink": "webhook", "ok": true, "detail": ...}, ...]
+    Column("acked_at", BigInteger),
+    Column("acked_by", String(255)),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("monitor", "key", name="uq_alerts_monitor_key"),
+)
+Index("ix_alerts_status_fired_at", alerts.c.status, alerts.c.fired_at)
+Index("ix_alerts_endpoint_fired_at", alerts.c.endpoint, alerts.c.fired_at)
+Index("ix_alerts_monitor_fired_at", alerts.c.monitor, alerts.c.fired_at)
