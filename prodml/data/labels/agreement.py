@@ -322,10 +322,16 @@ def _pair_tables(ann: Annotations) -> tuple[np.ndarray, np.ndarray]:
     """
     n_lab, k = len(ann.labelers), len(ann.classes)
     width = n_lab * k
-    keys = [(block[:, left] * width + block[:, right]).ravel()
-            for block in ann.blocks if block.shape[1] > 1
-            for left, right in [np.triu_indices(block.shape[1], 1)]]
-    key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+    blocks = [b for b in ann.blocks if len(b) > 1]
+    key = np.empty(sum(len(b) * (len(b) - 1) // 2 * b.shape[1] for b in blocks), np.int64)
+    start = 0
+    for block in blocks:
+        for left in range(len(block) - 1):
+            for right in range(left + 1, len(block)):
+                end = start + block.shape[1]
+                np.multiply(block[left], width, out=key[start:end], dtype=np.int64)
+                key[start:end] += block[right]
+                start = end
     if width * width <= 4 * len(key) + 1_000_000:
         tally = np.bincount(key, minlength=width * width).reshape(n_lab, k, n_lab, k)
         tables = tally.transpose(0, 2, 1, 3)
@@ -384,32 +390,54 @@ def leave_one_out_credit(ann: Annotations, counts: np.ndarray | None = None) -> 
     1/k if it ties with k-1 others for that majority, 0 if not, NaN if nobody else labelled
     the item.
 
-    Taking one label out changes only its own class's count, so each item's largest and
-    second-largest counts (and how many classes reach each) settle the credit of a label of
-    each class: an items x classes table, from which every label takes its cell.
+    Taking one label out changes only its own class's count, so only an item's sole leading
+    class can win credit, and how much follows from the item's two largest counts and how
+    many classes reach the second: a few passes over the classes, then two gathers.
     """
     counts = ann.counts if counts is None else counts
-    first = counts.max(axis=1)[:, None]
-    leaders = counts == first
-    sole = leaders & (leaders.sum(axis=1) == 1)[:, None]
-    second = np.where(leaders, -1, counts).max(axis=1)[:, None]  # -1: no runner-up
-    at_second = (counts == second).sum(axis=1)[:, None]
-    # a sole leader minus its own vote: still ahead, or level with the runners-up
-    credit = np.where(sole & (first - 1 > second), 1.0, 0.0)
-    level = sole & (first - 1 == second) & (second > 0)
-    credit = np.where(level, 1.0 / (1 + at_second), credit)
-    credit[counts.sum(axis=1) < 2] = np.nan
-    return np.asfortranarray(credit).ravel(order="F")[ann.cell]
+    n, k = counts.shape
+    first = counts[:, 0].copy()
+    leader = np.zeros(n, dtype=np.int64)
+    for j in range(1, k):
+        column = counts[:, j]
+        leader[column > first] = j
+        np.maximum(first, column, out=first)
+    at_first = np.zeros(n, dtype=np.int64)
+    votes = np.zeros(n, dtype=np.int64)
+    second = np.full(n, -1, dtype=counts.dtype)  # -1: no runner-up
+    for j in range(k):
+        column = counts[:, j]
+        top = column == first
+        at_first += top
+        votes += column
+        np.maximum(second, np.where(top, -1, column), out=second)
+    at_second = np.zeros(n, dtype=np.int64)
+    for j in range(k):
+        at_second += counts[:, j] == second
+    # the sole leader minus its own vote: still ahead, or level with the runners-up
+    worth = np.where(first - 1 > second, 1.0, np.where(
+        (first - 1 == second) & (second > 0), 1.0 / (1 + at_second), 0.0))
+    worth[at_first > 1] = 0.0
+    worth[votes < 2] = np.nan
+    # an items x classes table of credit (column order), read once per label
+    table = np.empty((k, n))
+    table[:] = np.where(votes < 2, np.nan, 0.0)
+    table[leader, np.arange(n)] = worth
+    return table.ravel()[ann.cell]
 
 
 def _per_labeler(ann: Annotations, counts: np.ndarray, tally: np.ndarray
                  ) -> tuple[LabelerAgreement, ...]:
     n_lab = len(ann.labelers)
     credit = leave_one_out_credit(ann, counts)
-    scored = ~np.isnan(credit)
-    hits = np.bincount(ann.labeler_index[scored], weights=credit[scored], minlength=n_lab)
-    judged = np.bincount(ann.labeler_index[scored], minlength=n_lab)
     given = np.bincount(ann.labeler_index, minlength=n_lab)
+    if np.isnan(credit).any():  # some items have one label: nobody to compare with
+        scored = ~np.isnan(credit)
+        hits = np.bincount(ann.labeler_index, weights=np.where(scored, credit, 0.0),
+                           minlength=n_lab)
+        judged = np.bincount(ann.labeler_index, weights=scored, minlength=n_lab)
+    else:
+        hits, judged = np.bincount(ann.labeler_index, weights=credit, minlength=n_lab), given
     with np.errstate(invalid="ignore", divide="ignore"):
         consensus = hits / judged
         others = tally[:, 1] / tally[:, 0]

@@ -157,18 +157,24 @@ class Annotations:
     @cached_property
     def blocks(self) -> list[np.ndarray]:
         """The labels grouped by item, as tokens ``labeler * len(classes) + class``: one
-        items x m array per number m of labels an item has, each row ascending.
+        m x items array per number m of labels an item has; column i holds item i's tokens,
+        ascending (so ``block[j]`` is every such item's j-th lowest labeler).
 
         One sort of packed integers (labels per item, item, token) makes them, with no
-        per-item Python: the labeler pairs of every item are then columns of these arrays.
+        per-item Python: the labeler pairs of every item are then pairs of rows.
         """
         n, k = len(self.items), len(self.classes)
         width = len(self.labelers) * k
         per_item = np.bincount(self.item_index, minlength=n)
-        token = self.labeler_index.astype(np.int64) * k + self.label_index
-        if (per_item.max(initial=0) + 1) * max(n, 1) * max(width, 1) < 2 ** 62:
-            packed = (per_item[self.item_index].astype(np.int64) * n + self.item_index) * width
-            packed += token
+        token = self.labeler_index.astype(np.int64) * k + self.label_index  # < width
+        span = (int(per_item.max(initial=0)) + 1) * max(n, 1) * max(width, 1)
+        if span < 2 ** 62:  # one integer per label: (labels of its item, item, token)
+            kind = np.int32 if span < 2 ** 31 else np.int64
+            packed = per_item.astype(kind)[self.item_index]
+            packed *= n
+            packed += self.item_index
+            packed *= width
+            packed += token.astype(kind)
             packed.sort()
             tokens = packed % width
         else:  # too wide to pack into one integer
@@ -176,7 +182,8 @@ class Annotations:
         out, start = [], 0
         for m, items in enumerate(np.bincount(per_item).tolist()):
             if m and items:
-                out.append(tokens[start:start + m * items].reshape(items, m))
+                out.append(np.ascontiguousarray(tokens[start:start + m * items]
+                                                .reshape(items, m).T))
                 start += m * items
         return out
 
@@ -311,8 +318,11 @@ def _encode_text(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 def _repeats(ann: Annotations) -> bool:
     """Whether a labeler labelled some item twice (then adjacent in a row of a block)."""
     k = len(ann.classes)
-    return any(bool((block[:, 1:] // k == block[:, :-1] // k).any())
-               for block in ann.blocks if block.shape[1] > 1)
+    for block in ann.blocks:
+        labeler = block // k
+        if len(block) > 1 and bool((labeler[1:] == labeler[:-1]).any()):
+            return True
+    return False
 
 
 def _latest(key: np.ndarray, time: pl.Series) -> np.ndarray:

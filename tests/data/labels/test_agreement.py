@@ -96,6 +96,26 @@ def test_leave_one_out_consensus_gives_partial_credit_on_ties():
     assert by == {"a": 0.75, "b": 0.75, "c": 0.5}
 
 
+def test_leave_one_out_credit_matches_a_plain_loop_on_random_data():
+    from prodml.data.labels.agreement import leave_one_out_credit
+
+    rng = np.random.default_rng(9)
+    frame = pd.DataFrame({"item": rng.integers(0, 300, 1500), "labeler": rng.integers(0, 9, 1500),
+                          "label": rng.integers(0, 3, 1500)}).drop_duplicates(["item",
+                                                                               "labeler"])
+    ann = as_annotations(frame)
+    credit = leave_one_out_credit(ann)
+    for i in range(len(ann)):  # the definition, one label at a time
+        others = ann.counts[ann.item_index[i]].copy()
+        others[ann.label_index[i]] -= 1
+        if others.sum() == 0:
+            assert math.isnan(credit[i])
+            continue
+        winners = np.flatnonzero(others == others.max())
+        expected = 1 / len(winners) if ann.label_index[i] in winners else 0.0
+        assert credit[i] == pytest.approx(expected)
+
+
 def test_per_class_specific_agreement_and_kappa():
     # two raters: class 0 agreed 3 times, 0/1 split once; class 1 agreed once
     report = agreement({"item": [1, 1, 2, 2, 3, 3, 4, 4, 5, 5], "labeler": ["a", "b"] * 5,
