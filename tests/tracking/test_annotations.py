@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ def test_import_from_a_file_and_read_back_with_metadata(store, tmp_path):
     assert back["item"].to_list() == frame["item"].astype(str).tolist()
     assert back["line"].to_list() == frame["line"].tolist()
     assert back["device"].unique().to_list() == ["cam-2"]
-    first = int(datetime(2024, 3, 1, tzinfo=timezone.utc).timestamp() * 1000)
+    first = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp() * 1000)
     assert back["time"].min() == first and back["time"].max() == first + 199_000
     # the statistics take the stored annotations as they come back
     stored = pm.labels.agreement(back)

@@ -5,13 +5,14 @@ reads or writes the store (``pm.labels`` adds that, in :mod:`prodml.tracking.ann
 """
 
 from prodml.data.labels.agreement import (AgreementReport, ClassAgreement, LabelerAgreement,
-                                          PairAgreement, agreement, krippendorff_alpha)
+                                          PairAgreement, agreement)
 from prodml.data.labels.annotations import Annotations, as_annotations, normalise
 from prodml.data.labels.augmentation import AugmentationCheck, augmentation_check
 from prodml.data.labels.consensus import Consensus, LabelerQuality, consensus
 from prodml.data.labels.disputes import Disputes, disputes, vote_entropy
 from prodml.data.labels.human_level import human_level
 from prodml.data.labels.label_issues import LabelIssues, issues
+from prodml.data.labels.reliability import krippendorff_alpha
 
 __all__ = ["AgreementReport", "Annotations", "AugmentationCheck", "ClassAgreement", "Consensus",
            "Disputes", "LabelIssues", "LabelerAgreement", "LabelerQuality", "PairAgreement",

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from prodml.data.labels.annotations import Annotations, as_annotations, count_table
+from prodml.data.labels.reliability import Moments, headline
 from prodml.errors import InvalidInputError
 
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
@@ -149,10 +150,11 @@ class AgreementReport:
                 "by_instruction": self.by_instruction}
 
     def summary(self) -> str:
-        lines = [f"{self.items} items, {self.annotations} labels, {len(self.labelers)} "
-                 f"labelers, {len(self.classes)} classes ({self.level})",
-                 f"observed agreement {self.observed:.1%}  Fleiss' kappa "
-                 f"{self.fleiss_kappa:.3f}  Krippendorff's alpha {self.krippendorff_alpha:.3f}"]
+        lines = [(f"{self.items} items, {self.annotations} labels, {len(self.labelers)} "
+                  f"labelers, {len(self.classes)} classes ({self.level})"),
+                 (f"observed agreement {self.observed:.1%}  Fleiss' kappa "
+                  f"{self.fleiss_kappa:.3f}  Krippendorff's alpha "
+                  f"{self.krippendorff_alpha:.3f}")]
         for version, values in self.by_instruction.items():
             lines.append(f"  instruction {version}: {values['items']:.0f} items, observed "
                          f"{values['observed']:.1%}, alpha {values['krippendorff_alpha']:.3f}")
@@ -190,21 +192,21 @@ def agreement(annotations: Any, *, level: str = "nominal", weights: str | None =
                                 "classes among the labels (or classes= naming them)")
     values = _values(ann.classes, level)
     counts = ann.counts
-    moments = _Moments.of(counts)
-    headline = _headline(counts, values, level, moments)
+    moments = Moments.of(counts)
+    summary = headline(counts, values, level, moments)
     pair_index, pair_tables = _pair_tables(ann)
     pair_list, by_labeler = _pairs(ann, pair_index, pair_tables, weights)
     confusion = pair_tables.sum(axis=0) if len(pair_tables) else np.zeros(
         (len(ann.classes),) * 2, dtype=np.int64)
     return AgreementReport(
         items=len(ann.items), annotations=len(ann), labelers=tuple(map(str, ann.labelers)),
-        classes=tuple(ann.classes.tolist()), level=level, weights=weights, **headline,
+        classes=tuple(ann.classes.tolist()), level=level, weights=weights, **summary,
         pairs=tuple(pair_list), per_class=_per_class(moments, ann.classes),
         per_labeler=_per_labeler(ann, counts, by_labeler), confusion=confusion,
         by_instruction=_by_instruction(ann, values, level))
 
 
-# -- the headline statistics, from the items x classes table --------------------------------------
+# -- the headline statistics: see prodml.data.labels.reliability ----------------------------------
 def _values(classes: np.ndarray, level: str) -> np.ndarray:
     if level in ("interval", "ratio"):
         if classes.dtype.kind not in "biuf":
@@ -214,89 +216,7 @@ def _values(classes: np.ndarray, level: str) -> np.ndarray:
     return np.arange(len(classes), dtype=float)
 
 
-@dataclass(frozen=True)
-class _Moments:
-    """The sums every headline statistic needs, from the items with two labels or more:
-    ``pairs[c, d]`` = sum over items of n_c n_d / (m - 1) (Krippendorff's coincidences before
-    the diagonal correction), class totals, and each item's agreeing-pair share."""
-
-    items: int
-    totals: np.ndarray  # labels per class
-    pairs: np.ndarray  # classes x classes
-    weighted: np.ndarray  # per class: sum of n_c / (m - 1)
-    agreeing: np.ndarray  # per class: sum of n_c (n_c - 1)
-    said: np.ndarray  # per class: sum of n_c (m - 1)
-    observed: float
-
-    @classmethod
-    def of(cls, counts: np.ndarray) -> _Moments | None:
-        m = counts.sum(axis=1)
-        pairable = m >= 2
-        c = counts if pairable.all() else counts[pairable]
-        if len(c) == 0:
-            return None
-        c = c.astype(np.float64)
-        mp = c.sum(axis=1)
-        weight = 1.0 / (mp - 1)
-        cw = c * weight[:, None]
-        square = c * c
-        observed = float(((square.sum(axis=1) - mp) * weight / mp).mean())
-        return cls(len(c), c.sum(axis=0), cw.T @ c, cw.sum(axis=0),
-                   square.sum(axis=0) - c.sum(axis=0), (mp - 1) @ c, observed)
-
-
-def _headline(counts: np.ndarray, values: np.ndarray, level: str,
-              moments: _Moments | None = None) -> dict[str, float]:
-    moments = moments or _Moments.of(counts)
-    if moments is None:
-        return {"observed": math.nan, "fleiss_kappa": math.nan, "krippendorff_alpha": math.nan}
-    shares = moments.totals / moments.totals.sum()
-    expected = float((shares * shares).sum())
-    fleiss = (moments.observed - expected) / (1 - expected) if expected < 1 else math.nan
-    return {"observed": moments.observed, "fleiss_kappa": float(fleiss),
-            "krippendorff_alpha": _alpha(moments, values, level)}
-
-
-def krippendorff_alpha(counts: np.ndarray, values: np.ndarray, level: str) -> float:
-    """Krippendorff's alpha from an items x values count table (``krippendorff.alpha``'s
-    ``value_counts``), at ``level``; units with fewer than two labels do not count.
-
-    >>> round(krippendorff_alpha(np.array([[2, 0], [1, 1], [0, 2]]), np.arange(2.0),
-    ...                          "nominal"), 3)
-    0.444
-    """
-    moments = _Moments.of(counts)
-    return math.nan if moments is None else _alpha(moments, values, level)
-
-
-def _alpha(moments: _Moments, values: np.ndarray, level: str) -> float:
-    o = moments.pairs - np.diag(moments.weighted)  # the coincidence matrix
-    n_v = o.sum(axis=0)
-    n = n_v.sum()
-    e = (np.outer(n_v, n_v) - np.diag(n_v)) / (n - 1)
-    d = _distances(values, n_v, level)
-    expected = (e * d).sum()
-    return float(1 - (o * d).sum() / expected) if expected > 0 else math.nan
-
-
-def _distances(values: np.ndarray, n_v: np.ndarray, level: str) -> np.ndarray:
-    v1, v2 = values[:, None], values[None, :]
-    if level == "nominal":
-        return (v1 != v2).astype(float)
-    if level == "interval":
-        return (v1 - v2) ** 2
-    if level == "ratio":
-        total = v1 + v2
-        ratio = np.divide(v1 - v2, total, out=np.zeros((len(values),) * 2), where=total != 0)
-        return ratio ** 2
-    cumulative = np.concatenate([[0.0], np.cumsum(n_v)])
-    i = np.arange(len(values))
-    low, high = np.minimum(i[:, None], i[None, :]), np.maximum(i[:, None], i[None, :])
-    between = cumulative[high + 1] - cumulative[low]
-    return (between - (n_v[low] + n_v[high]) / 2) ** 2
-
-
-def _per_class(moments: _Moments | None, classes: np.ndarray) -> tuple[ClassAgreement, ...]:
+def _per_class(moments: Moments | None, classes: np.ndarray) -> tuple[ClassAgreement, ...]:
     if moments is None:
         return tuple(ClassAgreement(c, math.nan, math.nan, math.nan) for c in classes.tolist())
     total = moments.totals.sum()
@@ -462,10 +382,10 @@ def _by_instruction(ann: Annotations, values: np.ndarray, level: str
                              len(ann.classes))
         counts = counts[counts.sum(axis=1) > 0]
         first = times[mask].min() if np.issubdtype(times.dtype, np.number) else 0
-        out[name] = (float(first) if first == first else 0.0, {
+        out[name] = (0.0 if math.isnan(first) else float(first), {
             "items": float(len(counts)), "annotations": float(mask.sum()),
-            **_headline(counts, values, level)})
-    return {name: values for name, (_, values) in sorted(out.items(), key=lambda x: x[1][0])}
+            **headline(counts, values, level)})
+    return {name: stats for name, (_, stats) in sorted(out.items(), key=lambda x: x[1][0])}
 
 
 def _plain(value: Any) -> Any:

@@ -86,8 +86,8 @@ class Consensus:
 
     def summary(self) -> str:
         agree = self.table.get_column("agreement").mean()
-        lines = [f"{self.method} consensus of {self.table.height} items ({self.tied} tied, "
-                 f"settled by {self.ties}); mean share agreeing with it {agree:.1%}",
+        lines = [(f"{self.method} consensus of {self.table.height} items ({self.tied} tied, "
+                  f"settled by {self.ties}); mean share agreeing with it {agree:.1%}"),
                  "labeler        labels  agreement  quality"]
         for x in sorted(self.labelers, key=lambda x: (x.agreement, x.labeler)):
             quality = "-" if math.isnan(x.quality) else f"{x.quality:.3f}"

@@ -52,8 +52,8 @@ class LabelIssues:
                 "issues": self.table.to_dicts()}
 
     def summary(self, top: int = 10) -> str:
-        lines = [f"{self.found} likely label errors in {self.rows} rows "
-                 f"({self.found / max(self.rows, 1):.1%}; {self.method})"]
+        lines = [(f"{self.found} likely label errors in {self.rows} rows "
+                  f"({self.found / max(self.rows, 1):.1%}; {self.method})")]
         for row in self.table.head(top).iter_rows(named=True):
             lines.append(f"  row {row['row']}: labelled {row['label']}, model says "
                          f"{row['suggested']} ({row['suggested_probability']:.0%}); "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import polars as pl
@@ -23,7 +23,7 @@ def test_pandas_polars_and_arrow_give_the_same_encoding():
 
 
 def test_times_in_any_form_become_epoch_ms_and_the_latest_label_wins():
-    moment = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    moment = datetime(2024, 5, 1, tzinfo=UTC)
     ms = int(moment.timestamp() * 1000)
     for time in ([moment, moment], ["2024-05-01T00:00:00Z"] * 2, [ms, ms]):
         frame = normalise({"item": [1, 2], "labeler": ["a", "a"], "label": [0, 1],

@@ -37,7 +37,7 @@ def test_finds_injected_flips_with_the_true_label_suggested():
 
 
 def test_given_probabilities_match_cleanlab_directly():
-    data, wrong, _ = flipped(seed=1, rows=400, flips=20)
+    data, _, _ = flipped(seed=1, rows=400, flips=20)
     rng = np.random.default_rng(0)
     probs = rng.dirichlet([1, 1], 400)
     codes = (data["label"] == "ok").astype(int).to_numpy()  # classes sorted: defect, ok
