@@ -65,6 +65,16 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "quick_baseline": ("prodml.evaluation.baselines", "quick_baseline"),
     "permutation_importance": ("prodml.evaluation.importance", "permutation_importance"),
     "learning_curve": ("prodml.evaluation.importance", "learning_curve"),
+    # monitoring
+    "monitoring": ("prodml.monitoring", None),
+    "MonitorSpec": ("prodml.monitoring.spec", "MonitorSpec"),
+    "monitor": ("prodml.monitoring.store", "save_monitor"),
+    "monitors": ("prodml.monitoring.store", "list_monitors"),
+    "run_monitor": ("prodml.monitoring.runner", "run_monitor"),
+    "run_monitors": ("prodml.monitoring.runner", "run_all"),
+    "monitor_series": ("prodml.monitoring.store", "monitor_series"),
+    "alerts": ("prodml.monitoring.store", "list_alerts"),
+    "ack_alert": ("prodml.monitoring.store", "ack_alert"),
 }
 
 __all__ = sorted([*_LAZY, "ArtifactIntegrityError", "InvalidInputError", "NotFoundError",

@@ -16,6 +16,8 @@ from prodml.cli import split as split_cli
 from prodml.cli import feedback as feedback_cli
 from prodml.cli import labels as labels_cli
 from prodml.cli import review as review_cli
+from prodml.cli import monitor as monitor_cli
+from prodml.cli import alerts as alerts_cli
 from prodml.cli.drift import drift_command
 from prodml.cli.evaluate import evaluate_command
 from prodml.cli.profile import profile_command
@@ -30,6 +32,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(labels_cli.app, name="labels")
 app.add_typer(feedback_cli.app, name="feedback")
 app.add_typer(review_cli.app, name="review")
+app.add_typer(monitor_cli.app, name="monitor")
+app.add_typer(alerts_cli.app, name="alerts")
 app.command("profile")(profile_command)
 app.add_typer(schema_cli.app, name="schema")
 app.command("validate")(schema_cli.validate_command)

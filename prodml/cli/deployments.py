@@ -28,12 +28,19 @@ def serve_command(
         log_mode: Annotated[str, typer.Option(
             help="durable: a 2xx means the prediction is committed; fast: buffered, "
                  "flushed every 100 ms.")] = "durable",
-        access_log: Annotated[bool, typer.Option(help="Log every request.")] = False) -> None:
+        access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+        monitor_every: Annotated[Optional[str], typer.Option(
+            help="Run every enabled monitor in the background at this interval (30s, 1m).")
+                                 ] = None) -> None:
     """Serve the store's endpoints over HTTP (uvicorn): OIP v2, MLflow scoring, plain JSON."""
     import uvicorn
 
     if log_mode not in ("durable", "fast"):
         raise InvalidInputError("--log-mode", log_mode, "must be durable or fast")
+    if monitor_every is not None:
+        from prodml.monitoring.scheduler import ENV, parse_interval
+        parse_interval(monitor_every)  # a bad interval fails here, not in every worker
+        os.environ[ENV] = monitor_every
     os.environ["PRODML_LOG_MODE"] = log_mode
     os.environ["PRODML_SERVE_ENDPOINTS"] = ",".join(endpoint or [])
     from prodml.store import get_store

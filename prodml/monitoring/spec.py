@@ -19,6 +19,11 @@ alerts. Written in YAML or Python; validated here, run by the runner.
     alerts:
       - {series: error_rate, upper: 0.05, min_consecutive: 2}
       - {series: "drift_score[age]", adaptive: {k: 3, window: 20}}
+      - {series: "drifted[income]", upper: 0.5, actions: [pause]}  # also: rollback,
+                                         # callable:module:function, a registered name
+    sinks:                               # where alert events go (default: log)
+      - log
+      - {webhook: "https://hooks.slack.com/services/...", timeout_s: 5}
 
 Every error names the field, the value and the rule (:class:`~prodml.errors.InvalidInputError`).
 
@@ -50,6 +55,7 @@ from prodml.errors import InvalidInputError
 from prodml.specs import read_spec
 
 CALLABLE_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+ACTION_NAME = re.compile(r"^[A-Za-z_][\w.-]*$")
 WINDOW_UNITS_MS = {"seconds": 1000, "minutes": 60_000, "hours": 3_600_000}
 
 
@@ -194,6 +200,10 @@ class PerformanceCheck(_Strict):
     average: Literal["macro", "weighted"] = "macro"
     slices: list[str] = Field(default_factory=list)
     score: str | None = None  # the positive class's probability column, for ROC AUC
+    # a window's realised metrics reach the alert rules once this share of it is labelled
+    min_coverage: float = Field(0.5, ge=0, le=1)
+    # ... or once this many newer windows have closed, whatever their coverage
+    label_wait_windows: int = Field(20, ge=0)
 
 
 class EstimatedPerformanceCheck(_Strict):
@@ -305,6 +315,21 @@ class AlertRuleSpec(_Strict):
     min_consecutive_ok: int = Field(1, ge=1)
     severity: Literal["info", "warning", "critical"] = "warning"
     name: str = ""
+    # what to do when it fires: pause, rollback, callable:module:function, or the name of an
+    # action registered with prodml.monitoring.sinks.register_action
+    actions: list[str] = Field(default_factory=list)
+
+    @field_validator("actions")
+    @classmethod
+    def _actions(cls, value: list[str]) -> list[str]:
+        for action in value:
+            if action.startswith("callable:"):
+                if not CALLABLE_PATH.match(action.removeprefix("callable:")):
+                    raise ValueError(f"{action!r}: give callable:module:function")
+            elif not ACTION_NAME.match(action):
+                raise ValueError(f"{action!r} must be pause, rollback, "
+                                 "callable:module:function or a registered action's name")
+        return value
 
     @model_validator(mode="after")
     def _one_threshold(self) -> AlertRuleSpec:
@@ -326,6 +351,34 @@ class AlertRuleSpec(_Strict):
                          self.min_consecutive_ok, self.name, self.severity)
 
 
+class SinkSpec(_Strict):
+    """Where alert events go: the log (``prodml.monitoring`` logger) or a webhook that gets
+    JSON (Slack-compatible: ``text`` plus ``attachments``), posted with a timeout."""
+
+    type: Literal["log", "webhook"]
+    url: str | None = None
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    on: list[Literal["firing", "resolved"]] = Field(
+        default_factory=lambda: ["firing", "resolved"])
+    min_severity: Literal["info", "warning", "critical"] = "info"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"type": data}
+        if isinstance(data, dict) and "webhook" in data and "type" not in data:
+            out = {k: v for k, v in data.items() if k != "webhook"}
+            return {"type": "webhook", "url": data["webhook"], **out}
+        return data
+
+    @model_validator(mode="after")
+    def _url(self) -> SinkSpec:
+        if self.type == "webhook" and not (self.url or "").startswith(("http://", "https://")):
+            raise ValueError("a webhook needs an http:// or https:// url")
+        return self
+
+
 # -- the monitor -----------------------------------------------------------------------------
 class MonitorSpec(_Strict):
     """One monitor of one endpoint."""
@@ -336,6 +389,7 @@ class MonitorSpec(_Strict):
     reference: Literal["training_profile"] | LogStretch = "training_profile"
     checks: Checks = Field(default_factory=Checks)
     alerts: list[AlertRuleSpec] = Field(default_factory=list)
+    sinks: list[SinkSpec] = Field(default_factory=lambda: [SinkSpec(type="log")])
 
     @model_validator(mode="after")
     def _named(self) -> MonitorSpec:

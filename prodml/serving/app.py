@@ -121,10 +121,14 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from prodml.monitoring.scheduler import start_in_server
+
         await service.start()
+        monitors = start_in_server(service)  # PRODML_MONITOR_EVERY / serve --monitor-every
         try:
             yield
         finally:
+            await monitors.stop()
             await service.stop()
 
     from prodml import __version__

@@ -48,6 +48,7 @@ class ServingMetrics:
         self._children: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
         if own is not None:
             self.registry.register(_LiveNumbers(service))
+        self.registry.register(_MonitorValues(getattr(service, "store", None)))
 
     def observe(self, endpoint: str, version: int | None, route: str, status: str,
                 seconds: float, rows: int = 1) -> None:
@@ -109,3 +110,65 @@ class _LiveNumbers:
         for endpoint in self.service.endpoints():
             weight.add_metric([endpoint.name], float(endpoint.revision))
         yield weight
+
+
+class _MonitorValues:
+    """The monitors' latest window values and firing alerts, as gauges.
+
+    Read from the ``monitors`` table (each monitor keeps its last window's series there) and
+    the ``alerts`` table: two small queries, at most once every ``ttl`` seconds.
+    """
+
+    def __init__(self, store: Any, ttl: float = 5.0) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._read_at = -ttl
+        self._rows: tuple[list[Any], list[Any]] = ([], [])
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def _read(self) -> tuple[list[Any], list[Any]]:
+        import time
+
+        from sqlalchemy import func, select
+
+        from prodml.store import tables as t
+
+        if time.monotonic() - self._read_at < self.ttl or self.store is None:
+            return self._rows
+        m, a = t.monitors, t.alerts
+        try:
+            with self.store.read() as conn:
+                monitors = conn.execute(select(m.c.name, m.c.endpoint, m.c.latest,
+                                               m.c.latest_window_end)
+                                        .where(m.c.enabled.is_(True))).all()
+                firing = conn.execute(select(a.c.monitor, a.c.endpoint, a.c.severity,
+                                             func.count()).where(a.c.status == "firing")
+                                      .group_by(a.c.monitor, a.c.endpoint, a.c.severity)).all()
+        except Exception:  # noqa: BLE001 - a scrape never fails on the monitors' account
+            return self._rows
+        self._rows, self._read_at = (monitors, firing), time.monotonic()
+        return self._rows
+
+    def collect(self) -> Iterator[Metric]:
+        monitors, firing = self._read()
+        values = GaugeMetricFamily("prodml_monitor_value",
+                                   "A monitored series' value in the monitor's last window.",
+                                   labels=["monitor", "endpoint", "series"])
+        ends = GaugeMetricFamily("prodml_monitor_window_end_seconds",
+                                 "End of the monitor's last complete window (Unix time).",
+                                 labels=["monitor", "endpoint"])
+        for name, endpoint, latest, window_end in monitors:
+            for series, value in sorted((latest or {}).items()):
+                if value is not None:
+                    values.add_metric([name, endpoint, series], float(value))
+            if window_end is not None:
+                ends.add_metric([name, endpoint], window_end / 1000)
+        yield values
+        yield ends
+        alerts = GaugeMetricFamily("prodml_alerts_firing", "Alerts firing now.",
+                                   labels=["monitor", "endpoint", "severity"])
+        for name, endpoint, severity, count in firing:
+            alerts.add_metric([name, endpoint, severity], float(count))
+        yield alerts
