@@ -21,6 +21,7 @@ from prodml.cli import alerts as alerts_cli
 from prodml.cli.drift import drift_command
 from prodml.cli.evaluate import evaluate_command
 from prodml.cli.profile import profile_command
+from prodml.cli.predict import predict_command
 from prodml.cli.output import console, errors, print_json
 from prodml.errors import ProdmlError, QuerySyntaxError
 
@@ -40,6 +41,7 @@ app.command("validate")(schema_cli.validate_command)
 app.command("split")(split_cli.split_command)
 app.command("drift")(drift_command)
 app.command("evaluate")(evaluate_command)
+app.command("predict")(predict_command)
 app.command("serve")(deployments.serve_command)
 app.command("deploy")(deployments.deploy_command)
 app.command("rollback")(deployments.rollback_command)
