@@ -11,7 +11,11 @@ them and stores what they return.
   the error stream; :mod:`~prodml.monitoring.change_kind`: sudden, gradual or recurrent;
 - :mod:`~prodml.monitoring.thresholds` and :mod:`~prodml.monitoring.alerts`: static and
   adaptive thresholds, rules and the ok → firing → resolved state machine;
-- :mod:`~prodml.monitoring.spec`: the monitor's declaration (YAML or Python).
+- :mod:`~prodml.monitoring.spec`: the monitor's declaration (YAML or Python);
+- :mod:`~prodml.monitoring.runner` (with :mod:`~prodml.monitoring.window_checks`): runs a
+  monitor over the prediction log, incrementally; :mod:`~prodml.monitoring.store` keeps
+  monitors, series and alerts; :mod:`~prodml.monitoring.sinks` sends alerts and runs
+  actions; :mod:`~prodml.monitoring.scheduler` runs monitors on a schedule.
 
 Names load on first use, as ``prodml``'s do, so importing the package costs nothing.
 """
@@ -46,6 +50,13 @@ _LAZY: dict[str, str] = {
     "update_alerts": "alerts",
     # declaration
     "MonitorSpec": "spec", "resolve_callable": "spec",
+    # in the store: monitors, their series and alerts; running them
+    "save_monitor": "store", "get_monitor": "store", "list_monitors": "store",
+    "delete_monitor": "store", "MonitorInfo": "store", "monitor_series": "store",
+    "list_alerts": "store", "get_alert": "store", "ack_alert": "store", "Alert": "store",
+    "run_monitor": "runner", "run_all": "runner", "MonitorRun": "runner",
+    "register_action": "sinks", "unregister_action": "sinks",
+    "parse_interval": "scheduler", "run_every": "scheduler",
 }
 
 __all__ = sorted(_LAZY)

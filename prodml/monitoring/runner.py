@@ -42,7 +42,7 @@ from sqlalchemy import delete, select, update
 
 from prodml.errors import ProdmlError
 from prodml.monitoring.alerts import AlertEvent, AlertState
-from prodml.monitoring.spec import MonitorSpec
+from prodml.monitoring.spec import LogStretch, MonitorSpec
 from prodml.monitoring.store import get_alert, record_actions, save_monitor
 from prodml.monitoring.window_checks import SERVED_ROUTES, WindowChecks
 from prodml.store import Store, get_store, now_ms
@@ -159,6 +159,8 @@ class _Run:
         for name, saved in (self.state.get("alerts") or {}).items():
             if name in self.alerts:
                 self.alerts[name] = AlertState.from_dict(saved)
+        if fresh and isinstance(self.spec.reference, LogStretch):
+            self._learn_from_reference()
         self.actions = {rule.name: list(s.actions)
                         for rule, s in zip(self.spec.alert_rules(), self.spec.alerts)}
         self.results: list[dict[str, Any]] = []
@@ -190,8 +192,10 @@ class _Run:
             frames[0] if frames else new)
         return rows, max(read, 0)
 
-    def _cut(self, rows: pl.DataFrame) -> tuple[list[dict[str, Any]], pl.DataFrame]:
+    def _cut(self, rows: pl.DataFrame, until: int | None = None
+             ) -> tuple[list[dict[str, Any]], pl.DataFrame]:
         window = self.spec.window
+        until = self.until if until is None else until
         out = []
         if window.predictions is not None:
             n = window.predictions
@@ -206,7 +210,7 @@ class _Run:
         if rows.height == 0:
             return out, rows
         bucket = rows["time"] // span
-        last_complete = self.until // span - 1  # windows ending at or before `until`
+        last_complete = until // span - 1  # windows ending at or before `until`
         for k in bucket.unique(maintain_order=True).to_list():
             if k > last_complete:
                 break
@@ -214,6 +218,28 @@ class _Run:
             out.append({"frame": part, "start": k * span, "end": (k + 1) * span,
                         "span_s": span / 1000})
         return out, rows.filter(bucket > last_complete)
+
+    def _learn_from_reference(self) -> None:
+        """Adaptive bands start from the reference stretch's windows (then trailing ones)."""
+        from prodml.monitoring.window_checks import log_reference
+
+        adaptive = [s for s in self.alerts.values() if s.threshold.kind == "adaptive"]
+        if not adaptive:
+            return
+        stretch = self.spec.reference
+        reference = log_reference(self.spec, stretch, self.store)
+        assert reference.frame is not None
+        checks = WindowChecks(self.spec, self.store)
+        history: dict[str, list[float]] = {}
+        windows, _ = self._cut(reference.frame, until=stretch.until_ms)
+        for window in windows:
+            values = checks.on_close(window["frame"], span_s=window["span_s"])
+            if checks.needs_feedback():
+                values.update(checks.on_settle(window["frame"])[0])
+            for name, value in values.items():
+                history.setdefault(name, []).append(value)
+        for state in adaptive:
+            state.threshold.learn(history.get(state.rule.series, []))
 
     # -- one run ------------------------------------------------------------------------------
     def execute(self, started: float) -> MonitorRun:
@@ -310,7 +336,7 @@ class _Run:
         settled, detections = [], []
         for window in waiting:
             labelled = 0 if labelled_ids is None else int(labelled_ids.is_between(
-                window["first_id"], window["last_id"]).sum())
+                pl.lit(window["first_id"]), pl.lit(window["last_id"])).sum())
             if labelled / window["rows"] < min_coverage and newest - window["index"] < \
                     self._wait():
                 break  # windows settle in order: the error stream keeps its order
@@ -348,7 +374,8 @@ class _Run:
 
         frame = read_predictions(self.endpoint, since=window["start"], until=window["end"] + 1,
                                  routes=SERVED_ROUTES, with_feedback=False, store=self.store)
-        return frame.filter(pl.col("id").is_between(window["first_id"], window["last_id"]))
+        return frame.filter(pl.col("id").is_between(pl.lit(window["first_id"]),
+                                                    pl.lit(window["last_id"])))
 
     def _pending(self, open_rows: pl.DataFrame) -> None:
         self.state["pending_rows"] = open_rows.height
