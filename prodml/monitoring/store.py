@@ -316,7 +316,7 @@ def get_alert(alert_id: int | str, *, store: Store | None = None) -> Alert:
     with store.read() as conn:
         row = conn.execute(select(t.alerts).where(t.alerts.c.id == number)).first()
     if row is None:
-        raise NotFoundError("alert", alert_id, "see prodml alerts list")
+        raise NotFoundError("alert", number, "see prodml alerts list")
     return _alert(row)
 
 
