@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from prodml.errors import InvalidInputError
-from prodml.serving.batch import Progress, replace_folder
+from prodml.serving.batch import Progress, parquet_writer, replace_folder
 from prodml.serving.batch_scoring import ChunkScorer, Scored
 from prodml.serving.batch_source import Source
 
@@ -37,7 +37,7 @@ def dask_frame(source: Source, columns: list[str], chunk_rows: int, scorer: Chun
         return dd.from_pandas(source.table.select(columns).to_pandas(), chunksize=chunk_rows)
     files = [str(p) for p in source.paths]
     if source.kind == "parquet":
-        return dd.read_parquet(files, columns=columns)
+        return dd.read_parquet(files, columns=columns, blocksize="64MiB")
     rules = scorer.schema.columns if scorer.schema is not None else {}
     dtypes = {n: _PANDAS_TYPES[c.type] for n, c in rules.items()
               if n in columns and c.type in _PANDAS_TYPES}
@@ -53,7 +53,6 @@ def _score_partition(frame: Any, scorer: ChunkScorer, folder: str, chunk_rows: i
                      partition_info: dict[str, Any] | None = None) -> Any:
     """Score one partition and write its part file; a one-row frame of what was counted."""
     import pandas as pd
-    import pyarrow.parquet as pq
 
     number = partition_info["number"] if partition_info else 0
     table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -65,7 +64,7 @@ def _score_partition(frame: Any, scorer: ChunkScorer, folder: str, chunk_rows: i
             answers = scorer(chunk, start, partition=number)
             done.add(chunk)
             if writer is None:
-                writer = pq.ParquetWriter(f"{folder}/part-{number:05d}.parquet", answers.schema)
+                writer = parquet_writer(f"{folder}/part-{number:05d}.parquet", answers.schema)
             writer.write_table(answers)
     finally:
         if writer is not None:

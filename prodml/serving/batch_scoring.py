@@ -84,8 +84,9 @@ class ChunkScorer:
             return {PREDICTION: pa.array(np.asarray(model.model.predict(frame)))}
         proba = np.asarray(model.model.predict_proba(frame), dtype=float)
         classes = model.classes if model.classes is not None else list(range(proba.shape[1]))
-        out = {PREDICTION: pa.array(np.asarray(classes)[proba.argmax(axis=1)]),
-               CONFIDENCE: pa.array(proba.max(axis=1))}
+        top = proba.argmax(axis=1)
+        out = {PREDICTION: pa.array(np.asarray(classes)[top]),
+               CONFIDENCE: pa.array(proba[np.arange(len(top)), top])}
         for j, label in enumerate(classes):
             out[f"{PROBABILITY}{label}"] = pa.array(proba[:, j])
         return out
