@@ -126,6 +126,59 @@ def test_kept_columns_come_first_and_progress_counts_rows(loan):
     assert csv == [(1500, None), (3000, None)]  # CSV: the total is not known before the end
 
 
+def test_a_regressor_with_a_text_feature_read_from_csv(store, tmp_path):
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from prodml.data.schema import infer_schema
+    from prodml.tracking import registry
+
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame({"branch": rng.choice(["01", "02", "17"], 600), "x": rng.normal(size=600)})
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["branch"]),
+                                                  remainder="passthrough"), Ridge())
+    model.fit(X, X.x * 2 + (X.branch == "17"))
+    registry.register("price", model, input_example=X, schema=infer_schema(X))
+    path = tmp_path / "in.csv"
+    X.to_csv(path, index=False)  # "01" reads back as text only because the schema says so
+    result = predict_batch("price/1", path, chunk_rows=256, keep_columns=["branch"])
+    assert result.predictions.column_names == ["branch", PREDICTION]
+    assert result.predictions.column("branch").to_pylist() == X.branch.tolist()
+    np.testing.assert_allclose(result.predictions.column(PREDICTION).to_numpy(),
+                               model.predict(X), rtol=1e-12)
+
+
+def test_whole_data_rules_hold_on_totals_not_chunks(store, tmp_path):
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from prodml.data.schema import Schema
+    from prodml.tracking import registry
+
+    X = pd.DataFrame({"x": np.linspace(-1, 1, 100)})
+    model = make_pipeline(SimpleImputer(strategy="constant", fill_value=0.0),
+                          LogisticRegression()).fit(X, (X.x > 0).astype(int))
+    schema = Schema(min_rows=50, columns={"x": {"type": "float", "min_presence": 0.9}})
+    registry.register("sparse", model, input_example=X, schema=schema)
+    gaps = X.copy()
+    gaps.loc[:7, "x"] = np.nan  # 8% missing in all, 80% of the first chunk of 10
+    result = predict_batch("sparse/1", gaps, chunk_rows=10)
+    assert result.rows == 100 and result.chunks == 10
+    np.testing.assert_allclose(result.predictions.column("probability_1").to_numpy(),
+                               model.predict_proba(gaps)[:, 1], rtol=1e-12)
+    out = tmp_path / "out.parquet"
+    gaps.loc[:11, "x"] = np.nan  # 12% missing in all
+    with pytest.raises(InvalidInputError, match=r"^data\.x='88.0% present': .*at least 90.0% "
+                                                r"\(rule low_presence\)"):
+        predict_batch("sparse/1", gaps, output=out, chunk_rows=10)
+    with pytest.raises(InvalidInputError, match="requires at least 50 rows"):
+        predict_batch("sparse/1", X.iloc[:20], output=out)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
 # -- targets ---------------------------------------------------------------------------------
 def test_a_model_reference_and_an_endpoint_both_score(loan):
     store, frame, _, _ = loan
