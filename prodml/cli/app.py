@@ -21,6 +21,7 @@ from prodml.cli import alerts as alerts_cli
 from prodml.cli.drift import drift_command
 from prodml.cli.evaluate import evaluate_command
 from prodml.cli.profile import profile_command
+from prodml.cli.ui import ui_command
 from prodml.cli.predict import predict_command
 from prodml.cli.output import console, errors, print_json
 from prodml.errors import ProdmlError, QuerySyntaxError
@@ -50,6 +51,7 @@ app.command("switch")(deployments.switch_command)
 app.command("pause")(deployments.pause_command)
 app.command("resume")(deployments.resume_command)
 app.add_typer(deployments.app, name="deployments")
+app.command("ui")(ui_command)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 

@@ -297,6 +297,7 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     _include_protocols(app)
+    _include_dashboard(app, admin_token_required=bool(token))
     return app
 
 
@@ -329,6 +330,21 @@ def _include_protocols(app: FastAPI) -> None:
                 raise
             continue
         app.include_router(getattr(imported, attr))
+
+
+def _include_dashboard(app: FastAPI, *, admin_token_required: bool) -> None:
+    """Mount the dashboard at ``/ui`` (``/`` leads there). Imported here, not at the top:
+    the dashboard sits above serving and only this app puts the two together."""
+    from fastapi.responses import RedirectResponse
+
+    from prodml.ui.routes import router
+
+    app.state.admin_token_required = admin_token_required
+    app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    async def home(request: Request) -> Response:
+        return RedirectResponse(f"{request.scope.get('root_path', '').rstrip('/')}/ui")
 
 
 def _kind(path: str) -> str:
