@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
 
-.PHONY: demo test env env-dev bench bench-drift lock clean
+.PHONY: demo test env env-dev bench bench-drift bench-monitoring lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,15 @@ bench-drift: env
 	$(UV) pip install --quiet --python .venv-bench-drift/bin/python -r requirements/bench-drift-lock.txt
 	$(UV) pip install --quiet --python .venv-bench-drift/bin/python --no-deps -e .
 	.venv-bench-drift/bin/python benchmarks/drift.py $(BENCH_DRIFT_ARGS)
+
+## make bench-monitoring: a full and an incremental monitor run over 1,000,000 logged
+## predictions vs Evidently's DataDriftPreset on the same frames (in .venv-bench-drift;
+## BENCH_MONITORING_ARGS="--rows 200000" for a quick run)
+bench-monitoring: env
+	test -x .venv-bench-drift/bin/python || $(UV) venv --quiet --python $(PYTHON) .venv-bench-drift
+	$(UV) pip install --quiet --python .venv-bench-drift/bin/python -r requirements/bench-drift-lock.txt
+	$(UV) pip install --quiet --python .venv-bench-drift/bin/python --no-deps -e .
+	.venv-bench-drift/bin/python benchmarks/monitoring.py $(BENCH_MONITORING_ARGS)
 
 ## make lock: re-resolve the lock files after changing dependencies in pyproject.toml
 lock: | $(UV)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import pickle
 import time
 from collections.abc import Callable
@@ -167,30 +168,31 @@ class _Run:
         self.events: list[tuple[AlertEvent, dict[str, Any] | None]] = []
         self.new_values: dict[str, dict[int, float]] = {}
         self.frames: dict[int, pl.DataFrame] = {}
+        self.closed_so_far = 0
         self.latest: dict[str, Any] = {} if fresh else dict(row.latest or {})
         self.latest_end = None if fresh else row.latest_window_end
 
     # -- reading ------------------------------------------------------------------------------
-    def _read(self) -> tuple[pl.DataFrame, int]:
-        from prodml.serving.log_reader import read_predictions
+    def _chunks(self) -> Any:
+        """The open window's rows (kept in the store), then the new rows slice by slice:
+        ``(frame, new rows in it, the slice's upper time bound)``."""
+        from prodml.monitoring.log_slices import read_new
 
-        pending = None if self.full or self.row.pending is None or not self.row.state \
-            else pl.read_ipc(io.BytesIO(self.row.pending))
-        reread = self.state.get("pending_from")  # an open window too large to store
+        if not self.full and self.row.pending is not None and self.row.state:
+            yield pl.read_ipc(io.BytesIO(self.row.pending)), 0, self.cursor_time or 0
+        reread = None if self.full else self.state.get("pending_from")
         after_id, since = self.cursor_id, self.cursor_time
-        if reread and not self.full:
+        if reread:  # an open window too large to store: read again from its first row
             after_id, since = reread["id"], reread["time"]
-        new = read_predictions(self.endpoint, since=since, until=self.until,
-                               routes=SERVED_ROUTES, with_feedback=False, store=self.store)
-        if after_id is not None:
-            new = new.filter(pl.col("id") >= after_id if reread else pl.col("id") > after_id)
-        read = new.height - (self.state.get("pending_rows", 0) if reread else 0)
-        if new.height:
-            self.cursor_id, self.cursor_time = new["id"][-1], int(new["time"][-1])
-        frames = [f for f in (pending, new) if f is not None and f.height]
-        rows = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else (
-            frames[0] if frames else new)
-        return rows, max(read, 0)
+        known = self.state.get("pending_rows", 0) if reread else 0
+        for frame, upper in read_new(self.store, self.endpoint, since=since, until=self.until,
+                                     after_id=after_id, include_after=bool(reread),
+                                     routes=SERVED_ROUTES):
+            if frame.height:
+                self.cursor_id, self.cursor_time = frame["id"][-1], int(frame["time"][-1])
+            new = max(0, frame.height - known)
+            known = max(0, known - frame.height)
+            yield frame, new, upper
 
     def _cut(self, rows: pl.DataFrame, until: int | None = None
              ) -> tuple[list[dict[str, Any]], pl.DataFrame]:
@@ -243,34 +245,26 @@ class _Run:
 
     # -- one run ------------------------------------------------------------------------------
     def execute(self, started: float) -> MonitorRun:
-        rows, read = self._read()
-        closed, open_rows = self._cut(rows)
         deploys = self._deployments()
-        probed = self.probe() if (self.probe and closed) else {}
-        summaries = []
-        for i, window in enumerate(closed):
-            index = self.windows_before + i
-            frame = window.pop("frame")
-            self._deployments_through(deploys, window["start"])
-            due = self.state.get("skew_due_after")
-            skew = due is not None and window["start"] >= due
-            values = self.checks.on_close(frame, span_s=window["span_s"], skew=skew)
-            if skew:
-                self.state["skew_due_after"] = None
-            if i == len(closed) - 1:
-                values.update(probed)
-            descriptor = {"index": index, "start": window["start"], "end": window["end"],
-                          "rows": frame.height, "first_id": frame["id"][0],
-                          "last_id": frame["id"][-1],
-                          "settled": not self.checks.needs_feedback()}
-            self._remember(descriptor)
-            self.frames[index] = frame
-            self._store(descriptor, values)
-            self.latest.update(_clean(values))
-            self.latest_end = window["end"]
-            summaries.append({**{k: v for k, v in descriptor.items() if k != "settled"},
-                              "values": values})
-        self.closed = len(closed)
+        summaries: list[dict[str, Any]] = []
+        open_rows: pl.DataFrame | None = None
+        read = 0
+        for chunk, new, upper in self._chunks():
+            read += new
+            rows = chunk if open_rows is None or open_rows.height == 0 else pl.concat(
+                [open_rows, chunk], how="diagonal_relaxed")
+            closed, open_rows = self._cut(rows, until=min(upper, self.until))
+            for window in closed:
+                summaries.append(self._close(window, deploys))
+        if open_rows is None:
+            open_rows = pl.DataFrame()
+        if summaries and self.probe is not None:  # the server's own numbers, at this run
+            last = self._window(summaries[-1]["index"])
+            probed = self.probe()
+            self._store(last, probed)
+            summaries[-1]["values"].update(probed)
+            self.latest.update(_clean(probed))
+        self.closed = len(summaries)
         settled, detections = self._settle()
         self._pending(open_rows)
         notes = list(self.checks.notes)
@@ -278,6 +272,28 @@ class _Run:
         return MonitorRun(self.name, self.endpoint, read, summaries, settled,
                           events, detections, open_rows.height, self.cursor_id,
                           time.perf_counter() - started, notes)
+
+    def _close(self, window: dict[str, Any], deploys: list[tuple[int, int]]
+               ) -> dict[str, Any]:
+        index = self.windows_before + self.closed_so_far
+        self.closed_so_far += 1
+        frame = window.pop("frame")
+        self._deployments_through(deploys, window["start"])
+        due = self.state.get("skew_due_after")
+        skew = due is not None and window["start"] >= due
+        values = self.checks.on_close(frame, span_s=window["span_s"], skew=skew)
+        if skew:
+            self.state["skew_due_after"] = None
+        descriptor = {"index": index, "start": window["start"], "end": window["end"],
+                      "rows": frame.height, "first_id": frame["id"][0],
+                      "last_id": frame["id"][-1], "settled": not self.checks.needs_feedback()}
+        self._remember(descriptor)
+        if not descriptor["settled"]:
+            self.frames[index] = frame  # settled from memory if its labels are in already
+        self._store(descriptor, values)
+        self.latest.update(_clean(values))
+        self.latest_end = window["end"]
+        return {**{k: v for k, v in descriptor.items() if k != "settled"}, "values": values}
 
     def _remember(self, descriptor: dict[str, Any]) -> None:
         recent = self.state.setdefault("recent", [])
@@ -359,12 +375,15 @@ class _Run:
         from prodml.serving.log_reader import _feedback_frames
 
         f, p = t.feedback, t.predictions
+        # driven from the feedback index (a range of prediction ids): with no labels yet it
+        # costs nothing, whatever the size of the windows waiting
+        served = select(p.c.id).where(p.c.id == f.c.prediction_id, p.c.endpoint == self.endpoint,
+                                      p.c.route.in_(SERVED_ROUTES)).exists()
         with self.store.read() as conn:
             rows = conn.execute(
                 select(f.c.prediction_id, f.c.kind, f.c.name, f.c.value, f.c.time, f.c.id)
-                .join(p, p.c.id == f.c.prediction_id)
-                .where(f.c.prediction_id >= first_id, f.c.prediction_id <= last_id,
-                       p.c.endpoint == self.endpoint, p.c.route.in_(SERVED_ROUTES))).all()
+                .where(f.c.prediction_id >= first_id, f.c.prediction_id <= last_id, served)
+            ).all()
         return _feedback_frames(rows)
 
     def _window_frame(self, window: dict[str, Any]) -> pl.DataFrame:
@@ -549,7 +568,10 @@ def _update(states: Any, values: dict[str, float], at: int) -> list[AlertEvent]:
 
 
 def _fresh_state(now: int) -> dict[str, Any]:
-    return {"epoch": now, "alerts": {}, "recent": [], "pending_rows": 0,
+    # the epoch prefixes the keys of this state's alert episodes: a monitor started over
+    # (a full run, a new window) never reuses the key of an earlier episode
+    epoch = f"{now_ms():x}{os.urandom(3).hex()}"
+    return {"epoch": epoch, "alerts": {}, "recent": [], "pending_rows": 0,
             "deploy_event_id": 0, "skew_due_after": None, "detections": []}
 
 

@@ -124,8 +124,12 @@ def _from_payloads(conn: Connection, endpoint: str | None, since: int | None,
         tables.append(table.append_column("endpoint",
                                           pa.array([name] * table.num_rows, pa.string())))
     frames = [_concat(tables).rename({log_payload.ID: "id"})] if tables else []
-    # Rows whose payload could not be written (rare) are only in the predictions table.
-    orphans = _from_rows(conn, [*conditions, t.predictions.c.batch_id.is_(None)], None, False)
+    # Rows whose payload could not be written (rare) are only in the predictions table:
+    # found through the batch_id index alone (SQLite would otherwise walk the endpoint's
+    # time index over every row of the window to find none), then filtered like the rest.
+    orphans = _from_rows(conn, [t.predictions.c.batch_id.is_(None)], None, False)
+    if endpoint is not None and orphans.height:
+        orphans = orphans.filter(pl.col("endpoint") == endpoint)
     if orphans.height:
         frames.append(orphans)
     if not frames:
