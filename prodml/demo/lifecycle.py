@@ -175,6 +175,11 @@ def run_demo(rows: int = 6000, seed: int = 42, *, store: Store | None = None,
         result.serving = _serving_act(store, train, test, seed, baseline_eval, say)
         result.runs["challenger"] = result.serving.pop("run")
         result.metrics["challenger"] = result.serving.pop("metrics")
+        if "history" in result.serving:  # the endpoint serves: watch its later traffic
+            from prodml.demo.monitoring import monitoring_story
+            result.serving["monitoring"] = monitoring_story(
+                store, seed=seed, say=say,
+                expected_accuracy=min(m["accuracy"] for m in result.metrics.values()))
     return result
 
 
