@@ -70,9 +70,9 @@ def show_command(alert: Annotated[str, typer.Argument(help="The alert's number."
              ("window", f"#{a.window_index} ({when(a.window_start)} .. {when(a.window_end)})"),
              ("started", when(a.started_at)), ("fired", when(a.fired_at)),
              ("resolved", when(a.resolved_at)),
-             ("value", f"{number(a.value)} (peak {number(a.peak)}, bounds "
-                       f"[{number(a.lower)}, {number(a.upper)}], {a.breaches} breaching "
-                       "windows)"),
+             ("value", (f"{number(a.value)} (peak {number(a.peak)}, bounds "
+                        f"[{number(a.lower)}, {number(a.upper)}], {a.breaches} breaching "
+                        "windows)")),
              ("acked", f"{when(a.acked_at)} by {a.acked_by}" if a.acked else "no")]
     finding = a.finding or {}
     if finding:
@@ -84,8 +84,8 @@ def show_command(alert: Annotated[str, typer.Argument(help="The alert's number."
                          f"{number(delay.get('seconds'))} s later" if delay else "")))
         if finding.get("detection"):
             d = finding["detection"]
-            lines.append(("detection", f"{d['detector']} at labelled prediction {d['position']}"
-                          f" ({d['prediction_id']})"))
+            lines.append(("detection", (f"{d['detector']} at labelled prediction "
+                                        f"{d['position']} ({d['prediction_id']})")))
     for report in a.actions:
         what = report.get("sink") or report.get("action")
         ok = {True: "[green]ok[/]", False: "[red]failed[/]"}.get(report.get("ok"), "pending")

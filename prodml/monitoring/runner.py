@@ -37,7 +37,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import polars as pl
 from sqlalchemy import delete, select, update
 
@@ -55,10 +54,6 @@ LABEL_WAIT_WINDOWS = 20  # a window settles after this many newer windows, label
 RECENT_WINDOWS = 64  # window descriptors kept in the state (settling, findings)
 PENDING_MAX_ROWS = 200_000  # a larger open window is read again from the log, not stored
 DEPLOY_ACTIONS = ("deploy", "promote", "switch", "rollback")
-RATE_PREFIXES = ("accuracy", "precision", "recall", "f1", "error_rate", "labelled_error_rate",
-                 "class_share[", "missing_share[", "drift_share", "out_of_domain_share[",
-                 "label_coverage", "null_prediction_share", "event_rate[", "skew_share")
-LABEL_RATES = ("accuracy", "precision", "recall", "f1", "labelled_error_rate")
 
 
 class ConcurrentRunError(ProdmlError):
@@ -161,7 +156,8 @@ class _Run:
             if name in self.alerts:
                 self.alerts[name] = AlertState.from_dict(saved)
         if fresh and isinstance(self.spec.reference, LogStretch):
-            self._learn_from_reference()
+            from prodml.monitoring.window_checks import learn_from_reference
+            learn_from_reference(self.spec, store, list(self.alerts.values()))
         self.actions = {rule.name: list(s.actions)
                         for rule, s in zip(self.spec.alert_rules(), self.spec.alerts)}
         self.results: list[dict[str, Any]] = []
@@ -176,7 +172,7 @@ class _Run:
     def _chunks(self) -> Any:
         """The open window's rows (kept in the store), then the new rows slice by slice:
         ``(frame, new rows in it, the slice's upper time bound)``."""
-        from prodml.monitoring.log_slices import read_new
+        from prodml.monitoring.log_windows import read_new
 
         if not self.full and self.row.pending is not None and self.row.state:
             yield pl.read_ipc(io.BytesIO(self.row.pending)), 0, self.cursor_time or 0
@@ -196,52 +192,9 @@ class _Run:
 
     def _cut(self, rows: pl.DataFrame, until: int | None = None
              ) -> tuple[list[dict[str, Any]], pl.DataFrame]:
-        window = self.spec.window
-        until = self.until if until is None else until
-        out = []
-        if window.predictions is not None:
-            n = window.predictions
-            complete = rows.height // n
-            for k in range(complete):
-                part = rows.slice(k * n, n)
-                out.append({"frame": part, "start": int(part["time"][0]),
-                            "end": int(part["time"][-1]), "span_s": None})
-            return out, rows.slice(complete * n)
-        span = window.span_ms
-        assert span is not None
-        if rows.height == 0:
-            return out, rows
-        bucket = rows["time"] // span
-        last_complete = until // span - 1  # windows ending at or before `until`
-        for k in bucket.unique(maintain_order=True).to_list():
-            if k > last_complete:
-                break
-            part = rows.filter(bucket == k)
-            out.append({"frame": part, "start": k * span, "end": (k + 1) * span,
-                        "span_s": span / 1000})
-        return out, rows.filter(bucket > last_complete)
+        from prodml.monitoring.log_windows import cut_windows
 
-    def _learn_from_reference(self) -> None:
-        """Adaptive bands start from the reference stretch's windows (then trailing ones)."""
-        from prodml.monitoring.window_checks import log_reference
-
-        adaptive = [s for s in self.alerts.values() if s.threshold.kind == "adaptive"]
-        if not adaptive:
-            return
-        stretch = self.spec.reference
-        reference = log_reference(self.spec, stretch, self.store)
-        assert reference.frame is not None
-        checks = WindowChecks(self.spec, self.store)
-        history: dict[str, list[float]] = {}
-        windows, _ = self._cut(reference.frame, until=stretch.until_ms)
-        for window in windows:
-            values = checks.on_close(window["frame"], span_s=window["span_s"])
-            if checks.needs_feedback():
-                values.update(checks.on_settle(window["frame"])[0])
-            for name, value in values.items():
-                history.setdefault(name, []).append(value)
-        for state in adaptive:
-            state.threshold.learn(history.get(state.rule.series, []))
+        return cut_windows(rows, self.spec.window, self.until if until is None else until)
 
     # -- one run ------------------------------------------------------------------------------
     def execute(self, started: float) -> MonitorRun:
@@ -341,10 +294,13 @@ class _Run:
 
     # -- labels -------------------------------------------------------------------------------
     def _settle(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        from prodml.monitoring.log_windows import join_feedback, window_feedback
+
         waiting = [w for w in self.state.get("recent", []) if not w["settled"]]
         if not waiting:
             return [], []
-        feedback = self._feedback(waiting[0]["first_id"], waiting[-1]["last_id"])
+        feedback = window_feedback(self.store, self.endpoint, waiting[0]["first_id"],
+                                   waiting[-1]["last_id"], routes=SERVED_ROUTES)
         performance = self.spec.checks.performance
         min_coverage = performance.min_coverage if performance is not None else 0.5
         newest = self.state["recent"][-1]["index"]
@@ -357,7 +313,7 @@ class _Run:
                     self._wait():
                 break  # windows settle in order: the error stream keeps its order
             frame = self._window_frame(window)
-            frame = _join_feedback(frame, *feedback)
+            frame = join_feedback(frame, *feedback)
             window["stream_start"] = self.checks.stream_position()
             values, found = self.checks.on_settle(frame)
             window["settled"] = True
@@ -371,30 +327,12 @@ class _Run:
             settled.append({"index": window["index"], "values": values})
         return settled, detections
 
-    def _feedback(self, first_id: str, last_id: str) -> tuple[Any, Any]:
-        from prodml.serving.log_reader import _feedback_frames
-
-        f, p = t.feedback, t.predictions
-        # driven from the feedback index (a range of prediction ids): with no labels yet it
-        # costs nothing, whatever the size of the windows waiting
-        served = select(p.c.id).where(p.c.id == f.c.prediction_id, p.c.endpoint == self.endpoint,
-                                      p.c.route.in_(SERVED_ROUTES)).exists()
-        with self.store.read() as conn:
-            rows = conn.execute(
-                select(f.c.prediction_id, f.c.kind, f.c.name, f.c.value, f.c.time, f.c.id)
-                .where(f.c.prediction_id >= first_id, f.c.prediction_id <= last_id, served)
-            ).all()
-        return _feedback_frames(rows)
-
     def _window_frame(self, window: dict[str, Any]) -> pl.DataFrame:
         if window["index"] in self.frames:
             return self.frames[window["index"]]
-        from prodml.serving.log_reader import read_predictions
+        from prodml.monitoring.log_windows import window_rows
 
-        frame = read_predictions(self.endpoint, since=window["start"], until=window["end"] + 1,
-                                 routes=SERVED_ROUTES, with_feedback=False, store=self.store)
-        return frame.filter(pl.col("id").is_between(pl.lit(window["first_id"]),
-                                                    pl.lit(window["last_id"])))
+        return window_rows(self.store, self.endpoint, window, routes=SERVED_ROUTES)
 
     def _pending(self, open_rows: pl.DataFrame) -> None:
         self.state["pending_rows"] = open_rows.height
@@ -414,7 +352,7 @@ class _Run:
         detectors = pickle.dumps({"detectors": self.checks.detectors,
                                   "previous_confidence": self.checks.previous_confidence})
         findings = [self._finding(event) if event.status == "firing" else None
-                    for event, _ in self.events]
+                    for event, _ in self.events]  # read before the write transaction
         m = t.monitors
         stored = []
         with self.store.write() as conn:
@@ -438,6 +376,14 @@ class _Run:
                 stored.append(self._store_event(conn, event, finding))
         return stored
 
+    def _finding(self, event: AlertEvent) -> dict[str, Any]:
+        from prodml.monitoring.findings import finding
+
+        concept = self.spec.checks.concept_drift
+        return finding(event, store=self.store, monitor=self.name, state=self.state,
+                       new_values=self.new_values, stored=not self.full,
+                       trend_windows=concept.trend_windows if concept is not None else 6)
+
     def _window(self, index: Any) -> dict[str, Any]:
         for window in self.state.get("recent", []):
             if window["index"] == index:
@@ -446,93 +392,18 @@ class _Run:
 
     def _store_event(self, conn: Any, event: AlertEvent, finding: dict[str, Any] | None
                      ) -> dict[str, Any]:
-        a = t.alerts
-        key = f"{self.state['epoch']}:{event.alert_id}"
-        at, first = self._window(event.at), self._window(event.started_at)
-        lower, upper = event.bounds
-        if event.status == "firing":
-            pending = [{"sink": s.type, "ok": None, "detail": "pending"} for s in self.spec.sinks
-                       ] + [{"action": x, "ok": None, "detail": "pending"}
-                            for x in self.actions.get(event.rule, [])]
-            alert_id = conn.execute(a.insert().values(
-                key=key, monitor=self.name, endpoint=self.endpoint, rule=event.rule,
-                series=event.series, severity=event.severity, status="firing",
-                started_at=first.get("end", at.get("end", self.now)),
-                fired_at=at.get("end", self.now), window_index=event.at,
-                window_start=at.get("start"), window_end=at.get("end"),
-                value=_finite(event.value), peak=_finite(event.peak), lower=lower, upper=upper,
-                breaches=event.breaches, message=event.message(), finding=finding,
-                actions=pending, updated_at=self.now)).inserted_primary_key[0]
-        else:
-            conn.execute(update(a).where(a.c.monitor == self.name, a.c.key == key).values(
-                status="resolved", resolved_at=at.get("end", self.now),
-                value=_finite(event.value), peak=_finite(event.peak), breaches=event.breaches,
-                updated_at=self.now))
-            alert_id = conn.execute(select(a.c.id).where(a.c.monitor == self.name,
-                                                         a.c.key == key)).scalar()
+        from prodml.monitoring.store import store_alert_event
+
+        pending = [{"sink": s.type, "ok": None, "detail": "pending"} for s in self.spec.sinks
+                   ] + [{"action": x, "ok": None, "detail": "pending"}
+                        for x in self.actions.get(event.rule, [])]
+        alert_id = store_alert_event(
+            conn, event, monitor=self.name, endpoint=self.endpoint,
+            key=f"{self.state['epoch']}:{event.alert_id}", window=self._window(event.at),
+            first_window=self._window(event.started_at), finding=finding, pending=pending,
+            now=self.now)
         return {**event.to_dict(), "id": alert_id, "window_index": event.at,
                 "finding": finding}
-
-    # -- findings -----------------------------------------------------------------------------
-    def _finding(self, event: AlertEvent) -> dict[str, Any]:
-        """The kind of change behind a firing alert, where it started, how late we were."""
-        from prodml.monitoring.change_kind import classify_change
-
-        series = _judged(event.series)
-        indices, values = self._trailing(series, event.at)
-        concept = self.spec.checks.concept_drift
-        k = concept.trend_windows if concept is not None else 6
-        out: dict[str, Any] = {"series": series}
-        try:
-            finding = classify_change(values, k=min(k, max(3, len(values))),
-                                      scale=self._scale(series, indices, values))
-            out.update(finding.to_dict())
-            change = None if finding.window is None else indices[finding.window]
-        except ProdmlError as exc:
-            out.update({"kind": "none", "window": None, "evidence": {"reason": str(exc)}})
-            change = None
-        out["change_window"] = change
-        detection = None
-        if event.series.startswith("concept_drift["):
-            name = event.series[len("concept_drift["):-1]
-            detection = next((d for d in self.state.get("detections", [])
-                              if d["detector"] == name and d["window_index"] == event.at), None)
-            out["detection"] = detection
-        if change is not None:
-            start, fired = self._window(change), self._window(event.at)
-            detected_at = detection["time"] if detection else fired.get("end")
-            out["delay"] = {
-                "windows": event.at - change,
-                "seconds": (detected_at - start["start"]) / 1000
-                if start and detected_at is not None else None,
-                "predictions": detection["position"] - start["stream_start"]
-                if detection and start.get("stream_start") is not None else None}
-        return out
-
-    def _trailing(self, series: str, at: int, n: int = 16) -> tuple[list[int], list[float]]:
-        r = t.monitor_results
-        with self.store.read() as conn:
-            rows = [] if self.full else conn.execute(
-                select(r.c.window_index, r.c.value).where(
-                    r.c.monitor == self.name, r.c.series == series, r.c.window_index <= at)
-                .order_by(r.c.window_index.desc()).limit(n)).all()
-        points = {i: (math.nan if v is None else v) for i, v in rows}
-        points.update({i: v for i, v in self.new_values.get(series, {}).items() if i <= at})
-        ordered = sorted((i, v) for i, v in points.items() if math.isfinite(v))[-n:]
-        return [i for i, _ in ordered], [v for _, v in ordered]
-
-    def _scale(self, series: str, indices: list[int], values: list[float]) -> float | None:
-        if not series.startswith(RATE_PREFIXES) or not values:
-            return None
-        p = float(np.median(values))
-        if series.startswith(LABEL_RATES):
-            _, counts = self._trailing("labelled", indices[-1])
-        else:
-            counts = [w["rows"] for w in self.state.get("recent", []) if w["index"] in indices]
-        n = float(np.median(counts)) if counts else 0.0
-        if n <= 0 or not 0 < p < 1:
-            return None
-        return math.sqrt(p * (1 - p) / n)
 
     # -- after the commit ---------------------------------------------------------------------
     def deliver(self, result: MonitorRun) -> None:
@@ -548,19 +419,6 @@ class _Run:
             event["actions"] = reports
 
 
-def _judged(series: str) -> str:
-    """The series whose course says what kind of change an alert on ``series`` saw: a
-    verdict (0/1) or a count is judged on the score or the rate behind it."""
-    for prefix, target in (("drifted[", "drift_score["), ("skewed[", "skew_score["),
-                           ("cbpe_outside_band[", "cbpe_gap[")):
-        if series.startswith(prefix):
-            return target + series[len(prefix):]
-    return {"dataset_drift": "drift_share", "prior_shift": "prior_shift_score",
-            "multivariate_drift": "multivariate_auc", "confidence_shift": "mean_confidence",
-            "confidence_p_value": "mean_confidence"}.get(
-        series, "labelled_error_rate" if series.startswith("concept_drift[") else series)
-
-
 def _update(states: Any, values: dict[str, float], at: int) -> list[AlertEvent]:
     from prodml.monitoring.alerts import update_alerts
 
@@ -573,20 +431,6 @@ def _fresh_state(now: int) -> dict[str, Any]:
     epoch = f"{now_ms():x}{os.urandom(3).hex()}"
     return {"epoch": epoch, "alerts": {}, "recent": [], "pending_rows": 0,
             "deploy_event_id": 0, "skew_due_after": None, "detections": []}
-
-
-def _join_feedback(frame: pl.DataFrame, labels: Any, events: Any) -> pl.DataFrame:
-    if labels is not None:
-        frame = frame.join(labels, left_on="id", right_on="prediction_id", how="left",
-                           maintain_order="left")
-    else:
-        frame = frame.with_columns(pl.lit(None).alias("label"),
-                                   pl.lit(None, pl.Int64).alias("label_time"))
-    if events is not None:
-        names = [c for c in events.columns if c != "prediction_id"]
-        frame = frame.join(events, left_on="id", right_on="prediction_id", how="left",
-                           maintain_order="left").with_columns(pl.col(names).fill_null(0))
-    return frame
 
 
 def _finite(value: float | None) -> float | None:

@@ -31,7 +31,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|)\s*$")
 
 
-def parse_interval(text: str | float | int) -> float:
+def parse_interval(text: str | float) -> float:
     """Seconds from ``"1m"``, ``"30s"``, ``"500ms"``, ``"2h"`` or a plain number of seconds."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         seconds = float(text)

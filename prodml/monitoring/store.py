@@ -346,6 +346,35 @@ def _alert_id(value: int | str) -> int:
     return number
 
 
+def store_alert_event(conn: Connection, event: Any, *, monitor: str, endpoint: str, key: str,
+                      window: dict[str, Any], first_window: dict[str, Any],
+                      finding: dict[str, Any] | None, pending: list[dict[str, Any]],
+                      now: int) -> int:
+    """Write one transition of an alert episode (an ``AlertEvent``): a firing inserts the
+    episode's row, a resolving updates it. ``window`` is the window of the transition,
+    ``first_window`` the episode's first breaching one. Returns the alert's id."""
+    a = t.alerts
+    if event.status == "firing":
+        lower, upper = event.bounds
+        return conn.execute(a.insert().values(
+            key=key, monitor=monitor, endpoint=endpoint, rule=event.rule, series=event.series,
+            severity=event.severity, status="firing",
+            started_at=first_window.get("end", window.get("end", now)),
+            fired_at=window.get("end", now), window_index=event.at,
+            window_start=window.get("start"), window_end=window.get("end"),
+            value=_finite(event.value), peak=_finite(event.peak), lower=lower, upper=upper,
+            breaches=event.breaches, message=event.message(), finding=finding,
+            actions=pending, updated_at=now)).inserted_primary_key[0]
+    conn.execute(update(a).where(a.c.monitor == monitor, a.c.key == key).values(
+        status="resolved", resolved_at=window.get("end", now), value=_finite(event.value),
+        peak=_finite(event.peak), breaches=event.breaches, updated_at=now))
+    return conn.execute(select(a.c.id).where(a.c.monitor == monitor, a.c.key == key)).scalar()
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
 def record_actions(conn: Connection, alert_id: int, actions: list[dict[str, Any]]) -> None:
     """Set what the sinks and actions did for an alert (after they ran)."""
     conn.execute(update(t.alerts).where(t.alerts.c.id == alert_id)

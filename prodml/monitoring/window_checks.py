@@ -357,3 +357,26 @@ class WindowChecks:
             params = self.spec.checks.concept_drift.detector_params.get(name, {})  # type: ignore[union-attr]
             self.detectors[name] = ErrorStreamMonitor(name, **params)
         return self.detectors[name]
+
+
+def learn_from_reference(spec: MonitorSpec, store: Store, states: list[Any]) -> None:
+    """Adaptive bands start from the windows of the reference stretch (the series a monitor
+    would have computed on them), then keep learning from trailing windows."""
+    from prodml.monitoring.log_windows import cut_windows
+
+    adaptive = [s for s in states if s.threshold.kind == "adaptive"]
+    if not adaptive or not isinstance(spec.reference, LogStretch):
+        return
+    reference = log_reference(spec, spec.reference, store)
+    assert reference.frame is not None
+    checks = WindowChecks(spec, store)
+    history: dict[str, list[float]] = {}
+    windows, _ = cut_windows(reference.frame, spec.window, spec.reference.until_ms)
+    for window in windows:
+        values = checks.on_close(window["frame"], span_s=window["span_s"])
+        if checks.needs_feedback():
+            values.update(checks.on_settle(window["frame"])[0])
+        for name, value in values.items():
+            history.setdefault(name, []).append(value)
+    for state in adaptive:
+        state.threshold.learn(history.get(state.rule.series, []))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 import polars as pl
 import pytest
@@ -15,8 +16,15 @@ import prodml as pm
 from prodml.errors import InvalidInputError, NotFoundError
 from prodml.monitoring.runner import run_monitor
 from prodml.monitoring.sinks import register_action, unregister_action
-from prodml.monitoring.store import (ack_alert, get_alert, get_monitor, latest_values,
-                                     list_alerts, monitor_series, save_monitor)
+from prodml.monitoring.store import (
+    ack_alert,
+    get_alert,
+    get_monitor,
+    latest_values,
+    list_alerts,
+    monitor_series,
+    save_monitor,
+)
 from prodml.serving import endpoints as eps
 from tests.monitoring import logged
 from tests.monitoring.logged import ENDPOINT, log_rows, register_and_deploy
@@ -48,7 +56,7 @@ class Receiver:
         bodies = self.bodies = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers["Content-Length"])
                 bodies.append((self.headers["Content-Type"],
                                json.loads(self.rfile.read(length))))
@@ -63,7 +71,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> Receiver:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
