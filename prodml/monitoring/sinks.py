@@ -97,14 +97,28 @@ def _send(sink: SinkSpec, alert: Alert, status: str) -> str:
             if status == "firing" else logging.INFO
         log.log(level, "%s", headline(alert, status))
         return "logged"
-    import httpx
-
     assert sink.url is not None
-    response = httpx.post(sink.url, json=payload(alert, status), timeout=sink.timeout_s)
+    body = payload(alert, status)
+    try:
+        import httpx
+    except ImportError:  # httpx is a development dependency: the standard library will do
+        return _post_with_urllib(sink.url, body, sink.timeout_s)
+    response = httpx.post(sink.url, json=body, timeout=sink.timeout_s)
     if response.status_code >= 400:
         raise RuntimeError(f"the webhook answered {response.status_code}: "
                            f"{response.text[:200]}")
     return f"posted ({response.status_code})"
+
+
+def _post_with_urllib(url: str, body: dict[str, Any], timeout: float) -> str:
+    import urllib.request
+
+    import orjson
+
+    request = urllib.request.Request(url, data=orjson.dumps(body), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return f"posted ({response.status})"  # 4xx/5xx raise HTTPError
 
 
 def headline(alert: Alert, status: str) -> str:

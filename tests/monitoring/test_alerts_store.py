@@ -207,3 +207,11 @@ def test_errors_name_what_is_wrong(store, model):
         run_monitor("nope", store=store)
     with pytest.raises(NotFoundError, match="no monitor or monitored endpoint"):
         monitor_series("nope", store=store)
+
+
+def test_without_httpx_the_webhook_posts_with_the_standard_library():
+    from prodml.monitoring.sinks import _post_with_urllib
+
+    with Receiver() as receiver:
+        assert _post_with_urllib(receiver.url, {"text": "hello"}, 5) == "posted (200)"
+    assert receiver.bodies == [("application/json", {"text": "hello"})]
