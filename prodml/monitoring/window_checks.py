@@ -52,7 +52,8 @@ class Reference:
 
 def served_version(frame: pl.DataFrame) -> str | None:
     """``name/version`` of the model that answered most of the window's primary rows."""
-    rows = frame.filter(pl.col("model_version").is_not_null())
+    rows = frame.select("model_name", "model_version", "route").filter(
+        pl.col("model_version").is_not_null())
     primary = rows.filter(pl.col("route") == "primary")
     rows = primary if primary.height else rows
     if rows.height == 0:
