@@ -7,7 +7,10 @@ Here the stretch is cut into slices of about ``slice_rows`` rows (from one cheap
 the predictions' time index); a reader thread reads slice ``k + 1`` with
 :func:`~prodml.serving.log_reader.read_predictions` while the caller computes the windows
 of slice ``k``. SQLite, Arrow and Polars release the GIL for most of their work, so the
-reading and the statistics overlap.
+reading and the statistics overlap. Each slice is a time window of ``read_predictions``
+(``since``/``until``: whole Arrow batches) filtered to ids after the cursor, rather than its
+``after_id`` paging, which goes row by row through the predictions table: ids sort by time,
+so the two select the same rows.
 """
 
 from __future__ import annotations

@@ -243,6 +243,8 @@ class _Run:
         self._remember(descriptor)
         if not descriptor["settled"]:
             self.frames[index] = frame  # settled from memory if its labels are in already
+            for old in [k for k in self.frames if k <= index - self._wait()]:
+                del self.frames[old]  # waited its longest: read again if it has feedback
         self._store(descriptor, values)
         self.latest.update(_clean(values))
         self.latest_end = window["end"]
@@ -305,17 +307,23 @@ class _Run:
         min_coverage = performance.min_coverage if performance is not None else 0.5
         newest = self.state["recent"][-1]["index"]
         labelled_ids = feedback[0]["prediction_id"] if feedback[0] is not None else None
+        any_ids = pl.concat([f["prediction_id"] for f in feedback if f is not None]) \
+            if any(f is not None for f in feedback) else None
         settled, detections = [], []
         for window in waiting:
-            labelled = 0 if labelled_ids is None else int(labelled_ids.is_between(
-                pl.lit(window["first_id"]), pl.lit(window["last_id"])).sum())
+            first, last = pl.lit(window["first_id"]), pl.lit(window["last_id"])
+            labelled = 0 if labelled_ids is None else int(
+                labelled_ids.is_between(first, last).sum())
             if labelled / window["rows"] < min_coverage and newest - window["index"] < \
                     self._wait():
                 break  # windows settle in order: the error stream keeps its order
-            frame = self._window_frame(window)
-            frame = join_feedback(frame, *feedback)
             window["stream_start"] = self.checks.stream_position()
-            values, found = self.checks.on_settle(frame)
+            if any_ids is None or not any_ids.is_between(first, last).any():
+                values, found = self.checks.without_feedback(window["rows"]), []
+            else:  # its rows (in memory if closed in this run) with their feedback
+                frame = join_feedback(self._window_frame(window), *feedback)
+                values, found = self.checks.on_settle(frame)
+            self.frames.pop(window["index"], None)
             window["settled"] = True
             self._store(window, values)
             self.latest.update(_clean(values))

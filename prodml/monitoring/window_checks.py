@@ -295,6 +295,13 @@ class WindowChecks:
                     or (checks.concept_drift is not None and checks.concept_drift.detectors)
                     or (checks.output is not None and checks.output.events))
 
+    def without_feedback(self, rows: int) -> dict[str, float]:
+        """The settled series of a window that got no label and no event at all."""
+        values = {"labelled": 0.0, "label_coverage": 0.0 if rows else math.nan}
+        if self.spec.checks.output is not None:
+            values.update({f"event_rate[{e}]": 0.0 for e in self.spec.checks.output.events})
+        return values
+
     def on_settle(self, frame: pl.DataFrame) -> tuple[dict[str, float], list[dict[str, Any]]]:
         """Series of a window joined with its feedback (``label``, ``label_time``, event
         counts), and the detections of the concept-drift detectors in it."""

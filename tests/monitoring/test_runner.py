@@ -276,3 +276,16 @@ def test_a_log_stretch_as_reference_learns_the_adaptive_bands(store, model, stre
     realised = monitor_series("agr", "accuracy", store=store)
     gap = (realised["value"] - estimated["value"]).to_numpy()
     assert np.abs(gap[:5]).max() < 0.03 and gap[5] < -0.3  # CBPE cannot see the change
+
+
+def test_windows_without_labels_settle_after_waiting(store, model, stream):
+    register_and_deploy(store, model)
+    checks = spec()["checks"]
+    checks["performance"] = {**checks["performance"], "label_wait_windows": 2}
+    pm.monitor(spec(checks=checks), store=store)
+    log_rows(store, stream.head(5 * WINDOW))
+    run = run_monitor("agr", store=store, lag_ms=0)
+    assert [s["index"] for s in run.settled] == [0, 1, 2]  # 2 newer windows closed since
+    coverage = monitor_series("agr", "label_coverage", store=store)
+    assert coverage["window_index"].to_list() == [0, 1, 2] and (coverage["value"] == 0).all()
+    assert monitor_series("agr", "accuracy", store=store).height == 0
