@@ -241,14 +241,21 @@ class _Run:
                       "rows": frame.height, "first_id": frame["id"][0],
                       "last_id": frame["id"][-1], "settled": not self.checks.needs_feedback()}
         self._remember(descriptor)
-        if not descriptor["settled"]:
-            self.frames[index] = frame  # settled from memory if its labels are in already
+        if not descriptor["settled"] and self._has_feedback(descriptor):
+            self.frames[index] = frame  # its labels are in already: settled from memory
             for old in [k for k in self.frames if k <= index - self._wait()]:
                 del self.frames[old]  # waited its longest: read again if it has feedback
         self._store(descriptor, values)
         self.latest.update(_clean(values))
         self.latest_end = window["end"]
         return {**{k: v for k, v in descriptor.items() if k != "settled"}, "values": values}
+
+    def _has_feedback(self, window: dict[str, Any]) -> bool:
+        f = t.feedback
+        with self.store.read() as conn:
+            return conn.execute(select(f.c.id).where(
+                f.c.prediction_id >= window["first_id"],
+                f.c.prediction_id <= window["last_id"]).limit(1)).first() is not None
 
     def _remember(self, descriptor: dict[str, Any]) -> None:
         recent = self.state.setdefault("recent", [])
