@@ -15,6 +15,13 @@ that cannot be fully serialised is still logged, with what could not be stored n
 its ``error``; a commit that fails is retried caller by caller, so one caller's bad records
 (a duplicate id) fail only that caller.
 
+From an event loop, the writes of one loop iteration reach the writer as one item (the
+requests of one micro-batch resume together), so the writer thread is woken once per
+iteration, not once per request: each wake-up is a GIL hand-over the server pays for.
+Records nobody waits for (``write_nowait``: shadow answers) do not start a commit of their
+own in durable mode: they join the next commit someone waits for, or go after
+``flush_interval``.
+
 ``mode="fast"`` returns from ``write()`` at once; the writer gathers for up to
 ``flush_interval`` seconds before committing. A crash (``kill -9``, power loss of the
 process) loses at most what was written in that interval plus one commit; ``close()`` (on
@@ -47,6 +54,7 @@ import logging
 import math
 import os
 import queue
+import random
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -87,14 +95,23 @@ def new_prediction_id() -> str:
         if ms <= _last_ms:  # same millisecond (or the clock stepped back): count up
             ms, _last_random = _last_ms, (_last_random + 1) & _RANDOM_MASK
         else:
-            _last_ms, _last_random = ms, int.from_bytes(os.urandom(10), "big") >> 1
+            _last_ms, _last_random = ms, _random.getrandbits(79)
         return f"{ms:012x}{_last_random:020x}"
+
+
+def _reseed() -> None:
+    """A fresh generator, seeded from the OS (per process: a forked worker reseeds), so
+    ids stay unique across processes without a system call per millisecond."""
+    global _random, _last_ms
+    _random, _last_ms = random.Random(os.urandom(32)), 0
 
 
 _id_lock = threading.Lock()
 _last_ms, _last_random = 0, 0
+_random: random.Random
 _RANDOM_MASK = (1 << 80) - 1
-os.register_at_fork(after_in_child=lambda: globals().update(_last_ms=0))
+_reseed()
+os.register_at_fork(after_in_child=_reseed)
 
 
 @dataclass(slots=True)
@@ -165,6 +182,7 @@ class PredictionLog:
         self._pii: dict[str, frozenset[str]] = {}
         self._pii_key: bytes | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, Any]]] = {}
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -194,6 +212,7 @@ class PredictionLog:
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is queued and stop the writer. Idempotent."""
+        self._hand_over_here()
         with self._lock:
             if self._closed:
                 return
@@ -214,6 +233,7 @@ class PredictionLog:
 
         Raises ``TimeoutError`` if the writer needs longer than ``timeout`` seconds.
         """
+        self._hand_over_here()
         if self._thread is None or not self._thread.is_alive():
             return
         marker = _Flush()
@@ -240,12 +260,12 @@ class PredictionLog:
             records = (records,)
         if not records:
             return
-        if self.mode == "fast" and self._queued < self.max_queue:
-            self._put(records, None, None)
-            return
         loop = asyncio.get_running_loop()
+        if self.mode == "fast" and self._queued < self.max_queue:
+            self._put_soon(loop, records, None)
+            return
         future = loop.create_future()
-        self._put(records, loop, future)
+        self._put_soon(loop, records, future)
         await future
 
     def write_sync(self, records: Sequence[PredictionRecord] | PredictionRecord,
@@ -277,7 +297,14 @@ class PredictionLog:
                         len(records))
             return
         try:
-            self._put(records, None, None)
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        try:
+            if loop is None:
+                self._put(records, None, None)
+            else:
+                self._put_soon(loop, records, None)
         except StoreUnavailableError:  # closed meanwhile
             with self._lock:
                 self._dropped += len(records)
@@ -290,7 +317,46 @@ class PredictionLog:
                 raise StoreUnavailableError(self.store.display_url,
                                             "the prediction log is closed")
             self._queued += len(records)
-            self._queue.put((records, loop, future))
+            self._queue.put([(records, loop, future)])
+
+    def _put_soon(self, loop: asyncio.AbstractEventLoop, records: Sequence[PredictionRecord],
+                  future: asyncio.Future[None] | None) -> None:
+        """Queue from ``loop``'s thread: handed to the writer with the rest of this loop
+        iteration's writes (see the module docstring)."""
+        if self._closed:
+            raise StoreUnavailableError(self.store.display_url, "the prediction log is closed")
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append((records, loop if future is not None else None, future))
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Put ``loop``'s pending writes on the writer's queue, as one item."""
+        entries = self._pending.pop(loop, None)
+        if not entries:
+            return
+        if self._thread is None:
+            self.start()
+        with self._lock:
+            if not self._closed:
+                self._queued += sum(len(e[0]) for e in entries)
+                self._queue.put(entries)
+                return
+            self._dropped += sum(len(e[0]) for e in entries if e[2] is None)
+        closed = StoreUnavailableError(self.store.display_url, "the prediction log is closed")
+        for _records, _loop, future in entries:
+            if future is not None and not future.done():
+                future.set_exception(closed)
+
+    def _hand_over_here(self) -> None:
+        """Hand over the pending writes of the loop running in this thread, if any (flush
+        and close promise everything written before them)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._hand_over(loop)
 
     # ---- the writer thread ---------------------------------------------------------------
     def _run(self) -> None:
@@ -307,7 +373,8 @@ class PredictionLog:
             markers: list[_Flush] = []
             rows = 0
             stop = False
-            deadline = time.monotonic() + self.flush_interval if fast else 0.0
+            waited = fast  # fast: gather for flush_interval whoever waits
+            deadline = time.monotonic() + self.flush_interval
             while True:
                 if item is _STOP:
                     stop = True
@@ -315,12 +382,16 @@ class PredictionLog:
                 if isinstance(item, _Flush):
                     markers.append(item)
                     break
-                entries.append(item)
-                rows += len(item[0])
+                entries.extend(item)  # a list of (records, loop, future)
+                rows += sum(len(e[0]) for e in item)
                 if rows >= self.max_batch:
                     break
+                # Durable: commit as soon as someone waits; records nobody waits for
+                # (write_nowait: shadows) ride along with the next such commit, or go
+                # after flush_interval, rather than cost a commit of their own.
+                waited = waited or any(e[2] is not None for e in item)
                 try:
-                    wait = deadline - time.monotonic()
+                    wait = deadline - time.monotonic() if fast or not waited else 0.0
                     item = get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
