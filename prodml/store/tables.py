@@ -408,3 +408,84 @@ alerts = Table(
 Index("ix_alerts_status_fired_at", alerts.c.status, alerts.c.fired_at)
 Index("ix_alerts_endpoint_fired_at", alerts.c.endpoint, alerts.c.fired_at)
 Index("ix_alerts_monitor_fired_at", alerts.c.monitor, alerts.c.fired_at)
+
+# ---- pipelines (0007): ML Metadata's shape ---------------------------------------------------
+# A *context* groups executions: a pipeline (type "pipeline", name = the pipeline's name) and
+# each run of it (type "pipeline_run", name = the run id). A run's ``spec`` says how to run it
+# again ("file.py:name" or "module:name" plus parameters), which is what resume and
+# rerun_affected use. Its status: running, succeeded, failed, waiting (an approval).
+pipeline_contexts = Table(
+    "pipeline_contexts", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("type", String(32), nullable=False),  # pipeline, pipeline_run
+    Column("name", String(255), nullable=False),
+    Column("parent_id", String(32)),  # a run's pipeline context
+    Column("spec", JSON),  # {"target": "file.py:name", "params": {...}, "engine": "local"}
+    Column("status", String(16)),
+    Column("triggered_by", String(255)),  # cli, python, alert:<id>, rerun:<artifact>
+    Column("properties", JSON),
+    Column("error", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger),
+)
+Index("ix_pipeline_contexts_type_name", pipeline_contexts.c.type, pipeline_contexts.c.name)
+Index("ix_pipeline_contexts_parent_created", pipeline_contexts.c.parent_id,
+      pipeline_contexts.c.created_at)
+
+# An *artifact* a step read or wrote: identified by its content digest and type (a dataset,
+# a model, a model version, a schema, a report, a source file or query, a plain value).
+# ``blob_sha256`` is the serialized value in the content-addressed blob store when prodml
+# keeps it (what caching needs); ``uri`` says where it lives for a person or another tool.
+lineage_artifacts = Table(
+    "lineage_artifacts", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("type", String(64), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("uri", String(2048)),
+    Column("name", String(255)),
+    Column("blob_sha256", String(64)),
+    Column("properties", JSON),  # rows, columns, dataset digest, model ref, ...
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("type", "digest", name="uq_lineage_artifacts_type_digest"),
+)
+Index("ix_lineage_artifacts_uri", lineage_artifacts.c.uri)
+
+# An *execution* of one step in one pipeline run. ``cache_key`` is the digest of the step's
+# code, parameters and input digests; a later execution with the same key reuses the outputs
+# (status "cached", ``cached_from`` the execution that made them).
+executions = Table(
+    "executions", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("context_id", String(32), nullable=False),  # the pipeline_run context
+    Column("step", String(255), nullable=False),
+    Column("function", String(512), nullable=False),  # module:qualname
+    Column("code_digest", String(64), nullable=False),
+    Column("params", JSON),
+    Column("cache_key", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # running succeeded failed cached skipped waiting
+    Column("cached_from", BigInteger),
+    Column("run_id", String(32)),  # a tracked run the step opened (train)
+    Column("started_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger),
+    Column("logs", Text),
+    Column("resources", JSON),  # wall_s, cpu_s, peak_memory_mb, worker
+    Column("error", Text),
+    Column("approval", JSON),  # {"required": true, "by": ..., "at": ..., "decision": ...}
+)
+Index("ix_executions_context", executions.c.context_id, executions.c.id)
+Index("ix_executions_cache_key", executions.c.cache_key, executions.c.status)
+
+# An *event* links an execution to an artifact it read (input) or wrote (output); ``name`` is
+# the argument or output name, ``position`` the place in a tuple output.
+events = Table(
+    "events", metadata,
+    Column("execution_id", BigInteger, primary_key=True),
+    Column("kind", String(8), primary_key=True),  # input, output
+    Column("name", String(255), primary_key=True),
+    Column("artifact_id", BigInteger, nullable=False),
+    Column("position", Integer),
+    Column("created_at", BigInteger, nullable=False),
+)
+Index("ix_events_artifact", events.c.artifact_id, events.c.kind)
