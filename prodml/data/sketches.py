@@ -185,10 +185,14 @@ class BottomKSample:
         self._absorb(values, priorities)
 
     def _absorb(self, values: np.ndarray, priorities: np.ndarray) -> None:
+        if priorities.size == 0:  # nothing new (an empty part's sample is float-typed)
+            return
         if self.priorities.size:
-            values = np.concatenate([self.values.astype(values.dtype, copy=False)
-                                     if self.values.dtype != values.dtype and
-                                     values.dtype != object else self.values, values])
+            if object in (self.values.dtype, values.dtype):  # text stays text, never cast
+                values = np.concatenate([self.values.astype(object, copy=False),
+                                         values.astype(object, copy=False)])
+            else:
+                values = np.concatenate([self.values, values])
             priorities = np.concatenate([self.priorities, priorities])
         if priorities.size > self.k:
             keep = np.argpartition(priorities, self.k - 1)[: self.k]
