@@ -49,6 +49,8 @@ bench: env-dev
 	$(BIN)/python benchmarks/evaluation.py
 	$(BIN)/python benchmarks/labels.py
 	$(BIN)/python benchmarks/serving.py --workers 1 2
+	$(BIN)/python benchmarks/prediction_log.py
+	$(BIN)/python benchmarks/batch.py --rows 1000000 --repeat 3
 
 ## make bench-drift: prodml drift vs Evidently's DataDriftPreset, in its own environment
 ## (BENCH_DRIFT_ARGS="--rows 100000" for a quick run; the default 1,000,000 rows a side takes minutes)

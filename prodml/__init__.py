@@ -65,6 +65,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "quick_baseline": ("prodml.evaluation.baselines", "quick_baseline"),
     "permutation_importance": ("prodml.evaluation.importance", "permutation_importance"),
     "learning_curve": ("prodml.evaluation.importance", "learning_curve"),
+    # serving
+    "serving": ("prodml.serving", None),
+    "endpoints": ("prodml.serving.endpoints", None),
+    "predict_batch": ("prodml.serving.batch", "predict_batch"),
     # monitoring
     "monitoring": ("prodml.monitoring", None),
     "MonitorSpec": ("prodml.monitoring.spec", "MonitorSpec"),

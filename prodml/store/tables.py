@@ -213,9 +213,10 @@ deployment_events = Table(
 )
 Index("ix_deployment_events_endpoint", deployment_events.c.endpoint, deployment_events.c.id)
 
-# The inputs (and per-class probabilities) of the predictions committed together, as one
-# Arrow IPC stream with a ``prediction_id`` column: reading a million logged rows back for
-# monitoring is then a few blob reads, not a million JSON parses. PII columns are hashed.
+# Every field of the predictions committed together (ids, times, routes, versions, inputs,
+# outputs, per-class probabilities), as one Arrow IPC stream: reading a million logged rows
+# back for monitoring is then a few blob reads, not a million JSON parses. PII columns are
+# hashed. ``predictions`` keeps the row per request for lookups by id and for joins.
 prediction_batches = Table(
     "prediction_batches", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
