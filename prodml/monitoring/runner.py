@@ -150,7 +150,7 @@ class _Run:
             self.checks.previous_confidence = blob.get("previous_confidence")
         self.windows_before = 0 if full else row.windows
         self.cursor_id = None if fresh else row.cursor_id
-        self.cursor_time = None if fresh else row.cursor_time
+        self.cursor_time = self.spec.since_ms if fresh else row.cursor_time
         self.alerts = {rule.name: AlertState(rule) for rule in self.spec.alert_rules()}
         for name, saved in (self.state.get("alerts") or {}).items():
             if name in self.alerts:

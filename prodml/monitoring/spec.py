@@ -390,6 +390,22 @@ class MonitorSpec(_Strict):
     checks: Checks = Field(default_factory=Checks)
     alerts: list[AlertRuleSpec] = Field(default_factory=list)
     sinks: list[SinkSpec] = Field(default_factory=lambda: [SinkSpec(type="log")])
+    # Watch the predictions logged from this time on (None: the whole log). "now" is read
+    # when the spec is loaded, so a monitor added to a busy endpoint starts with new traffic.
+    since: dt.datetime | int | None = None
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _since(cls, value: Any) -> Any:
+        if value == "now":
+            return int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+        return value
+
+    @property
+    def since_ms(self) -> int | None:
+        return None if self.since is None else _ms(self.since)
 
     @model_validator(mode="after")
     def _named(self) -> MonitorSpec:

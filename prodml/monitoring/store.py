@@ -103,7 +103,7 @@ def save_monitor(spec: MonitorSpec | dict[str, Any] | str | os.PathLike[str], *,
         else:
             old = MonitorSpec.load(row.spec)
             if old.window != spec.window or old.reference != spec.reference \
-                    or old.endpoint != spec.endpoint:
+                    or old.endpoint != spec.endpoint or old.since != spec.since:
                 conn.execute(delete(t.monitor_results)
                              .where(t.monitor_results.c.monitor == spec.name))
                 values.update(cursor_id=None, cursor_time=None, windows=0, pending=None,

@@ -167,6 +167,19 @@ def test_a_run_reads_only_new_rows_and_a_second_run_does_nothing(store, model, s
         ENDPOINT, store=store).sort("id")["id"][WINDOW]
 
 
+def test_a_monitor_since_a_time_reads_only_what_was_logged_from_then(store, model, stream):
+    register_and_deploy(store, model)
+    log_rows(store, stream.head(3_000))  # older traffic (times T0 ... T0 + 29,990 ms)
+    since = int(stream["time"][3_000])
+    pm.monitor(spec(since=since), store=store)
+    log_rows(store, stream.slice(3_000, 2_500))
+    run = run_monitor("agr", store=store, lag_ms=0)
+    assert (run.read, len(run.windows), run.pending_rows) == (2_500, 1, 500)
+    assert run.windows[0]["first_id"] == read_predictions(
+        ENDPOINT, store=store).sort("id")["id"][3_000]
+    assert pm.MonitorSpec.load(spec(since="now")).since_ms >= now_ms() - 60_000
+
+
 def test_windows_settle_once_their_labels_arrive_in_order(store, model, stream):
     register_and_deploy(store, model)
     pm.monitor(spec(), store=store)
