@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -60,19 +60,43 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON
 def demo(rows: Annotated[int, typer.Option(min=200, help="Loan applications to generate.")] = 6000,
          seed: Annotated[int, typer.Option(help="Random seed for data and models.")] = 42,
          serve: Annotated[bool, typer.Option(
-             help="Serve the champion over HTTP, shadow and canary a challenger.")] = True,
+             help="Serve the champion over HTTP, shadow and canary a challenger, watch later "
+                  "traffic and retrain when the monitors fire.")] = True,
+         fast: Annotated[bool, typer.Option(
+             "--fast", help="Less data and traffic, and exit at the end (under 2 minutes).")
+         ] = False,
+         keep_serving: Annotated[bool | None, typer.Option(
+             "--keep-serving/--no-keep-serving",
+             help="Keep the dashboard up at the end until Ctrl-C (default: on a terminal, "
+                  "unless --fast).")] = None,
          as_json: JsonFlag = False) -> None:
     """Run the loan-approval lifecycle demo on the configured store (SQLite by default)."""
     from prodml.demo.lifecycle import MODEL_NAME, run_demo
     from prodml.store import get_store
 
     store = get_store()
+    if keep_serving is None:
+        keep_serving = not fast and not as_json and sys.stdout.isatty()
     if as_json:
-        print_json(run_demo(rows, seed, store=store, serve=serve).to_dict())
+        print_json(run_demo(rows, seed, store=store, serve=serve, fast=fast).to_dict())
         return
+    shown = []
+
+    def hold(result: Any) -> None:  # the server is still up: show everything, then wait
+        status.stop()
+        _print_demo(result, MODEL_NAME)
+        shown.append(True)
+        _hold(result.dashboard_url)
+
     with console.status("starting") as status:
-        result = run_demo(rows, seed, store=store, serve=serve,
-                          say=lambda m: (console.log(m), status.update(m)))
+        result = run_demo(rows, seed, store=store, serve=serve, fast=fast,
+                          hold=hold if keep_serving else None,
+                          say=lambda m: (console.log(escape(m)), status.update(escape(m))))
+    if not shown:
+        _print_demo(result, MODEL_NAME)
+
+
+def _print_demo(result: Any, model_name: str) -> None:
     table = Table(title="loan-approval runs (test set)", header_style="bold")
     table.add_column("role")
     table.add_column("run")
@@ -90,7 +114,7 @@ def demo(rows: Annotated[int, typer.Option(min=200, help="Loan applications to g
         console.print(f"gate loan-release on {verdict['ref']} ({role}): {state}{why}",
                       highlight=False)
     console.print(f"evaluation report {result.evaluation_report}")
-    console.print(f"[bold green]champion[/]: {MODEL_NAME}@champion → {result.champion} "
+    console.print(f"[bold green]champion[/]: {model_name}@champion → {result.champion} "
                   f"(reloaded with verified SHA-256: test accuracy {result.champion_check:.4f})")
     profile = result.training_profile
     console.print(f"training profile of the champion: {profile['rows']} rows x "
@@ -103,11 +127,36 @@ def demo(rows: Annotated[int, typer.Option(min=200, help="Loan applications to g
                   " (at >= 50% of features)")
     console.print(f"drift report {result.drift_report}")
     _print_serving(result.serving)
+    _print_retraining(result.retraining)
+    console.print(f"[bold]summary[/]    {result.summary_report}")
     console.print(f"store      {result.store_url}")
     console.print(f"artifacts  {result.artifacts}")
     console.print("next       prodml runs list · prodml runs compare "
                   f"{result.runs['baseline'][:8]} {result.runs['candidate'][:8]} · "
-                  f"prodml models show {MODEL_NAME}@champion")
+                  f"prodml models show {model_name}@champion")
+
+
+def _hold(url: str) -> None:
+    """Keep the demo's server (and its dashboard) up until Ctrl-C."""
+    import time
+
+    console.print(f"[bold]dashboard[/]  {url}/ui — serving until Ctrl-C")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+def _print_retraining(act: dict) -> None:
+    if not act:
+        return
+    console.print(f"alert {act.get('alert')} started retraining pipeline run "
+                  f"{act.get('pipeline_run', '')[:8]} (strategy {act.get('strategy')}): "
+                  + ", ".join(f"{s['step']} {s['status']}" for s in act.get("steps", [])),
+                  highlight=False)
+    if act.get("final"):
+        console.print(f"[bold]after retraining, serving[/]: {act['final']}")
 
 
 def _print_serving(act: dict) -> None:

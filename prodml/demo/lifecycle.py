@@ -6,6 +6,7 @@ the one place that shows the whole loop.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from prodml.data.drift import drift
 from prodml.demo.data import FEATURES, LABEL, loan_applications
 from prodml.demo.labelling import labelling_story
+from prodml.demo.summary import write_summary
 from prodml.evaluation.evaluate import evaluate
 from prodml.evaluation.gates import gate
 from prodml.store import Store, get_store
@@ -54,6 +56,9 @@ class DemoResult:
     evaluation_report: str = ""  # the blessed version's HTML evaluation
     serving: dict[str, Any] = field(default_factory=dict)  # the serving act (see serve=)
     labelling: dict[str, Any] = field(default_factory=dict)  # agreement, disputes, HLP
+    retraining: dict[str, Any] = field(default_factory=dict)  # alert -> pipeline -> rollout
+    dashboard_url: str = ""  # the demo server's address while it runs
+    summary_report: str = ""  # the lifecycle's HTML summary
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -66,12 +71,34 @@ def _scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
 
 
 def run_demo(rows: int = 6000, seed: int = 42, *, store: Store | None = None,
-             serve: bool = True,
+             serve: bool = True, fast: bool = False,
+             hold: Callable[["DemoResult"], None] | None = None,
              say: Callable[[str], None] = lambda message: None) -> DemoResult:
     """Train a baseline and a gradient-boosted loan model, track both, register the winner;
-    then (``serve``) serve it over HTTP, shadow and canary a challenger."""
+    then (``serve``) serve it over HTTP, shadow and canary a challenger, watch later traffic
+    and retrain when the monitors fire. One server runs for the whole demo, so the
+    dashboard's URL stays the same; ``hold(result)`` is called before it stops (the CLI
+    shows the result and waits there for Ctrl-C). ``fast`` replays less later traffic."""
     store = store or get_store()
     result = DemoResult(store.display_url, store.artifacts.location, rows)
+    with contextlib.ExitStack() as stack:
+        server = None
+        if serve:
+            from prodml.demo.serving import DemoServer
+            server = stack.enter_context(DemoServer(store))
+            result.dashboard_url = server.url
+            say(f"dashboard live at {server.url}/ui (records appear as the demo makes them)")
+        _acts(result, store, rows, seed, server, fast, say)
+        result.summary_report = str(write_summary(
+            result.to_dict(), Path(store.artifacts.location).parent / "reports"
+            / "loan-lifecycle.html"))
+        if hold is not None and server is not None:
+            hold(result)
+    return result
+
+
+def _acts(result: DemoResult, store: Store, rows: int, seed: int, server: Any, fast: bool,
+          say: Callable[[str], None]) -> None:
 
     say(f"generating {rows} loan applications (River Agrawal, seed {seed})")
     frame = loan_applications(rows, seed)
@@ -171,20 +198,22 @@ def run_demo(rows: int = 6000, seed: int = 42, *, store: Store | None = None,
                     "methods": {c.name: c.method for c in report.columns},
                     "headline": report.headline()}
     result.drift_report = str(path)
-    if serve:
-        result.serving = _serving_act(store, train, test, seed, baseline_eval, say)
+    if server is not None:
+        result.serving = _serving_act(store, train, test, seed, baseline_eval, server, say)
         result.runs["challenger"] = result.serving.pop("run")
         result.metrics["challenger"] = result.serving.pop("metrics")
         if "history" in result.serving:  # the endpoint serves: watch its later traffic
             from prodml.demo.monitoring import monitoring_story
+            traffic = (dict(rows=6_000, window=1_000, drift_at=2_000, change_at=4_000)
+                       if fast else {})
             result.serving["monitoring"] = monitoring_story(
-                store, seed=seed, say=say,
-                expected_accuracy=min(m["accuracy"] for m in result.metrics.values()))
-    return result
+                store, seed=seed, say=say, server=server, **traffic,
+                expected_accuracy=min(result.metrics[role]["accuracy"]  # the served ones
+                                      for role in ("candidate", "challenger")))
 
 
 def _serving_act(store: Store, train: Any, test: Any, seed: int, baseline_eval: Any,
-                 say: Callable[[str], None]) -> dict[str, Any]:
+                 server: Any, say: Callable[[str], None]) -> dict[str, Any]:
     """Train a challenger, gate it, then serve the champion and shadow/canary the challenger."""
     from prodml.demo.serving import serving_story
 
@@ -215,7 +244,7 @@ def _serving_act(store: Store, train: Any, test: Any, seed: int, baseline_eval: 
         return act
     records = test[FEATURES].to_dict(orient="records")
     act.update(serving_story(store, records, test[LABEL].tolist(), f"{MODEL_NAME}@champion",
-                             version.ref, say=say))
+                             version.ref, server=server, say=say))
     if act["final"] == version.ref:  # promoted by the canary: the registry follows
         registry.set_alias(MODEL_NAME, "champion", version.version, store=store)
     return act

@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 
 from prodml.demo.data import FEATURES, LABEL, loan_applications
-from prodml.demo.serving import ENDPOINT, DemoServer
+from prodml.demo.serving import ENDPOINT, running
 from prodml.store import Store
 
 MONITOR = "loan-watch"
@@ -44,7 +44,8 @@ def later_traffic(rows: int, seed: int, *, drift_at: int, ramp: int, inflation: 
 
 def monitoring_story(store: Store, *, seed: int = 42, rows: int = 12_000, window: int = 2_000,
                      drift_at: int = 4_000, change_at: int = 8_000, inflation: float = 0.3,
-                     expected_accuracy: float = 0.95,
+                     expected_accuracy: float = 0.95, server: Any = None,
+                     on_window: Callable[[int, Any], None] | None = None,
                      say: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Replay later traffic to the served ``loan`` endpoint and watch it; what fired when.
 
@@ -59,6 +60,7 @@ def monitoring_story(store: Store, *, seed: int = 42, rows: int = 12_000, window
                             change_at=change_at)
     save_monitor({
         "endpoint": ENDPOINT, "name": MONITOR, "window": {"predictions": window},
+        "since": "now",  # the later traffic only, not the serving act's
         "checks": {"performance": {"positive": 1, "min_coverage": 0.9},
                    "concept_drift": {"detectors": ["adwin"]}},
         "alerts": [*({"series": f"drifted[{f}]", "upper": 0.5} for f in FEATURES),
@@ -69,7 +71,8 @@ def monitoring_story(store: Store, *, seed: int = 42, rows: int = 12_000, window
         f"application {drift_at}, the approval rule changes at {change_at}; monitor "
         f"{MONITOR} runs every {window} predictions")
     runs = []
-    with DemoServer(store) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+    with running(store, server) as live, \
+            httpx.Client(base_url=live.url, timeout=60) as client:
         for start in range(0, rows, window):
             part = traffic.iloc[start:start + window]
             answers: list[dict[str, Any]] = []
@@ -83,6 +86,8 @@ def monitoring_story(store: Store, *, seed: int = 42, rows: int = 12_000, window
                 {"prediction_id": a["prediction_id"], "label": int(y)}
                 for a, y in zip(answers, part[LABEL])]).raise_for_status()
             runs.append(run_monitor(MONITOR, store=store, lag_ms=0))
+            if on_window is not None:  # e.g. the retraining act, once an alert asks for it
+                on_window(start // window, runs[-1])
     alerts = sorted(list_alerts(monitor=MONITOR, store=store, limit=1000),
                     key=lambda a: (a.window_index or 0, a.id))
     detections = [d for run in runs for d in run.detections]

@@ -9,11 +9,12 @@ if a guard fails. Everything shows in the prediction log and the deployment hist
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -56,6 +57,16 @@ class DemoServer:
         self.thread.join(timeout=15)
 
 
+@contextlib.contextmanager
+def running(store: Store, server: DemoServer | None) -> Iterator[DemoServer]:
+    """``server`` itself when given (left running), else a server for the ``with`` only."""
+    if server is not None:
+        yield server
+        return
+    with DemoServer(store) as own:
+        yield own
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -81,25 +92,29 @@ def replay(url: str, records: list[dict[str, Any]], *, concurrency: int = 8,
 
 
 def serving_story(store: Store, records: list[dict[str, Any]], labels: list[int],
-                  champion: str, challenger: str, *,
+                  champion: str, challenger: str, *, server: DemoServer | None = None,
                   say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    """Serve ``champion``, shadow then canary ``challenger``; return what happened."""
+    """Serve ``champion``, shadow then canary ``challenger``; return what happened.
+
+    ``server`` is the demo's running server (one for the whole demo, so the dashboard's URL
+    stays the same); without it, one runs for this act only."""
     eps.deploy(ENDPOINT, champion, store=store, reason="serve the blessed champion",
                fallback="1 if salary > 100000 else 0")
     story: dict[str, Any] = {"endpoint": ENDPOINT}
     third = len(records) // 3
-    with DemoServer(store) as server:
-        story["url"] = server.url
-        say(f"serving {champion} at {server.url}/endpoints/{ENDPOINT}/predict; replaying "
+    with running(store, server) as live:
+        story["url"] = live.url
+        _wait_for_revision(live.url, store)
+        say(f"serving {champion} at {live.url}/endpoints/{ENDPOINT}/predict; replaying "
             f"{third} applications")
-        first = replay(server.url, records[:third])
-        _feedback(server.url, first, labels[:third])
+        first = replay(live.url, records[:third])
+        _feedback(live.url, first, labels[:third])
 
         eps.deploy(ENDPOINT, challenger, "shadow", percent=100, store=store,
                    reason="shadow the challenger on live traffic")
-        _wait_for_revision(server.url, store)
+        _wait_for_revision(live.url, store)
         say(f"shadowing {challenger} on 100% of traffic (answers logged, never returned)")
-        replay(server.url, records[third:2 * third])
+        replay(live.url, records[third:2 * third])
         story["shadow_agreement"] = shadow_agreement(store, challenger)
 
         per_step = max(10, min(40, len(records) // 15))  # small demos step sooner
@@ -109,14 +124,14 @@ def serving_story(store: Store, records: list[dict[str, Any]], labels: list[int]
                                                          "max_disagreement": 0.25,
                                                          "min_requests": per_step},
                    store=store, reason="canary the challenger: 10%, 50%, 100%")
-        _wait_for_revision(server.url, store)
+        _wait_for_revision(live.url, store)
         say(f"canary {challenger}: 10% → 50% → 100%, guarded on errors, p99 latency and "
             "disagreement with the champion")
         done = lambda: d_finished(store)  # noqa: E731
         rest = records[2 * third:]
         deadline = time.monotonic() + 60
         while not done() and time.monotonic() < deadline:
-            replay(server.url, rest, stop=done)  # until the controller promotes or rolls back
+            replay(live.url, rest, stop=done)  # until the controller promotes or rolls back
             for _ in range(10):
                 if done():
                     break
@@ -139,8 +154,8 @@ def _wait_for_revision(url: str, store: Store, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=url, timeout=10) as client:
         while time.monotonic() < deadline:
-            served = client.get(f"/endpoints/{ENDPOINT}").json()
-            if served["revision"] >= revision:
+            served = client.get(f"/endpoints/{ENDPOINT}")  # 404 until a new endpoint loads
+            if served.status_code == 200 and served.json()["revision"] >= revision:
                 break
             time.sleep(0.1)
     time.sleep(0.5)  # the server polls the store: let every part of it see the change
