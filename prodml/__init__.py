@@ -79,6 +79,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "monitor_series": ("prodml.monitoring.store", "monitor_series"),
     "alerts": ("prodml.monitoring.store", "list_alerts"),
     "ack_alert": ("prodml.monitoring.store", "ack_alert"),
+    # lineage
+    "lineage": ("prodml.pipelines.lineage", "lineage"),
+    "LineageGraph": ("prodml.pipelines.lineage_graph", "LineageGraph"),
+    "rerun_affected": ("prodml.pipelines.lineage", "rerun_affected"),
 }
 
 __all__ = sorted([*_LAZY, "ArtifactIntegrityError", "InvalidInputError", "NotFoundError",
