@@ -83,6 +83,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "lineage": ("prodml.pipelines.lineage", "lineage"),
     "LineageGraph": ("prodml.pipelines.lineage_graph", "LineageGraph"),
     "rerun_affected": ("prodml.pipelines.lineage", "rerun_affected"),
+    # pipelines
+    "pipelines": ("prodml.pipelines", None),
+    "step": ("prodml.pipelines.step", "step"),
+    "pipeline": ("prodml.pipelines.pipeline", "pipeline"),
 }
 
 __all__ = sorted([*_LAZY, "ArtifactIntegrityError", "InvalidInputError", "NotFoundError",
