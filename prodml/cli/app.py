@@ -20,6 +20,7 @@ from prodml.cli import monitor as monitor_cli
 from prodml.cli import alerts as alerts_cli
 from prodml.cli.drift import drift_command
 from prodml.cli.evaluate import evaluate_command
+from prodml.cli.lineage import lineage_command
 from prodml.cli.profile import profile_command
 from prodml.cli.ui import ui_command
 from prodml.cli.predict import predict_command
@@ -52,6 +53,7 @@ app.command("pause")(deployments.pause_command)
 app.command("resume")(deployments.resume_command)
 app.add_typer(deployments.app, name="deployments")
 app.command("ui")(ui_command)
+app.command("lineage")(lineage_command)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
