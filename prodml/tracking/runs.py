@@ -191,45 +191,9 @@ class Run:
         the dataset's :class:`~prodml.data.profile.Profile` is stored too, once per version:
         it is what monitoring later compares live traffic against.
         """
-        _check_key("dataset context", context)
-        if isinstance(data, (str, os.PathLike)):
-            path = Path(data).absolute()
-            table = to_arrow(path)
-            digest, source_type = digest_file(path), "file"
-            source = source or str(path)
-            name = name or path.stem
-        else:
-            table = to_arrow(data)
-            digest, source_type = digest_table(table), type(data).__module__.split(".")[0]
-            source = source or f"{source_type}.{type(data).__name__} in memory"
-            name = name or f"{self.experiment}-{context}"
-        schema = column_schema(table)
-        with self.store.read() as conn:
-            known = conn.execute(select(t.datasets.c.profile_sha256)
-                                 .where(t.datasets.c.digest == digest)).first()
-        profile_sha = known[0] if known else None
-        profile_blob = None
-        if profile and profile_sha is None and table.num_columns:
-            profile_blob = self.store.artifacts.put_bytes(profile_table(table).to_bytes())
-            profile_sha = profile_blob.sha256
-        with self.store.write() as conn:
-            if profile_blob is not None:
-                self.store.record_artifact(conn, profile_blob, "application/x-prodml-profile")
-            conn.execute(self.store.insert(t.datasets).values(
-                digest=digest, name=name, source=source, source_type=source_type,
-                num_rows=table.num_rows, num_columns=table.num_columns, schema=schema,
-                created_at=now_ms(), profile_sha256=profile_sha
-            ).on_conflict_do_nothing(index_elements=["digest"]))
-            if profile_sha is not None:
-                conn.execute(update(t.datasets).where(t.datasets.c.digest == digest,
-                                                      t.datasets.c.profile_sha256.is_(None))
-                             .values(profile_sha256=profile_sha))
-            row = conn.execute(select(t.datasets).where(t.datasets.c.digest == digest)
-                               ).mappings().one()
-            conn.execute(self.store.insert(t.run_inputs).values(
-                run_id=self.id, dataset_id=row["id"], context=context)
-                .on_conflict_do_nothing())
-        return dataset_record(row, context=context)
+        return register_dataset(data, store=self.store, name=name, source=source,
+                                profile=profile, run_id=self.id, context=context,
+                                default_name=f"{self.experiment}-{context}")
 
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None
                      ) -> list[ArtifactRecord]:
@@ -284,6 +248,64 @@ class Run:
         else:
             text = "".join(traceback.format_exception(exc_type, exc, tb))
             self.end("FAILED", f"{exc_type.__name__}: {exc}\n\n{text}")
+
+
+def register_dataset(data: Any, *, store: Store | None = None, name: str | None = None,
+                     source: str | None = None, profile: bool = True,
+                     run_id: str | None = None, context: str = "train",
+                     default_name: str | None = None) -> DatasetRecord:
+    """Record a dataset version (digest, source, rows, schema, profile) in the store, and
+    link it to run ``run_id`` as an input when given, in one transaction.
+
+    Without a run this is how a pipeline's ingest step registers the data it read, so that a
+    run which trains on it later links the same ``datasets`` row (same digest).
+
+    >>> import pandas as pd
+    >>> record = register_dataset(pd.DataFrame({"a": [1, 2]}), name="doc-data")
+    >>> record.name, record.num_rows, len(record.digest)
+    ('doc-data', 2, 64)
+    """
+    store = store or get_store()
+    _check_key("dataset context", context)
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data).absolute()
+        table = to_arrow(path)
+        digest, source_type = digest_file(path), "file"
+        source = source or str(path)
+        name = name or path.stem
+    else:
+        table = to_arrow(data)
+        digest, source_type = digest_table(table), type(data).__module__.split(".")[0]
+        source = source or f"{source_type}.{type(data).__name__} in memory"
+        name = name or default_name or "dataset"
+    schema = column_schema(table)
+    with store.read() as conn:
+        known = conn.execute(select(t.datasets.c.profile_sha256)
+                             .where(t.datasets.c.digest == digest)).first()
+    profile_sha = known[0] if known else None
+    profile_blob = None
+    if profile and profile_sha is None and table.num_columns:
+        profile_blob = store.artifacts.put_bytes(profile_table(table).to_bytes())
+        profile_sha = profile_blob.sha256
+    with store.write() as conn:
+        if profile_blob is not None:
+            store.record_artifact(conn, profile_blob, "application/x-prodml-profile")
+        conn.execute(store.insert(t.datasets).values(
+            digest=digest, name=name, source=source, source_type=source_type,
+            num_rows=table.num_rows, num_columns=table.num_columns, schema=schema,
+            created_at=now_ms(), profile_sha256=profile_sha
+        ).on_conflict_do_nothing(index_elements=["digest"]))
+        if profile_sha is not None:
+            conn.execute(update(t.datasets).where(t.datasets.c.digest == digest,
+                                                  t.datasets.c.profile_sha256.is_(None))
+                         .values(profile_sha256=profile_sha))
+        row = conn.execute(select(t.datasets).where(t.datasets.c.digest == digest)
+                           ).mappings().one()
+        if run_id is not None:
+            conn.execute(store.insert(t.run_inputs).values(
+                run_id=run_id, dataset_id=row["id"], context=context)
+                .on_conflict_do_nothing())
+    return dataset_record(row, context=context if run_id is not None else None)
 
 
 def dataset_profile(dataset: DatasetRecord | str, *, store: Store | None = None) -> Profile:
