@@ -238,9 +238,11 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
         steps[key] = len(points)
         if len(points) > 1:
             figures[f"metric-{i}"] = charts.metric_steps(key, points)
+    graph = _lineage(request, store, f"run:{record.id}", figures)
     return render(request, "run.html", title=f"Run {record.id[:8]}", run=record,
                   charts=figures, steps=steps, metric_keys=sorted(record.metrics)[:40],
-                  models=queries.models_of_run(store, record.id))
+                  models=queries.models_of_run(store, record.id), lineage=graph,
+                  lineage_ref=record.id[:8])
 
 
 @router.get("/models")
@@ -275,8 +277,21 @@ def model_version_page(request: Request, name: str, version: str) -> HTMLRespons
         shares = [share for share in row["split"] if share["model"] == found.ref]
         if shares:
             serving.append({**row, "shares": shares})
+    figures: dict[str, Any] = {}
+    graph = _lineage(request, store, found.ref, figures)
     return render(request, "model_version.html", title=found.ref, version=found,
-                  evaluations=evaluations, serving=serving)
+                  evaluations=evaluations, serving=serving, charts=figures, lineage=graph,
+                  lineage_ref=found.ref)
+
+
+def _lineage(request: Request, store: Store, ref: str, figures: dict[str, Any]
+             ) -> dict[str, Any]:
+    """The record's lineage graph (figure under ``figures["lineage"]``) and its rows."""
+    from prodml.ui.lineage_chart import lineage_view
+
+    view = lineage_view(store, ref, f"{request.scope.get('root_path', '').rstrip('/')}/ui")
+    figures["lineage"] = view["figure"]
+    return view
 
 
 @router.get("/reports")
