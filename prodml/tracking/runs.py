@@ -253,9 +253,11 @@ class Run:
 def register_dataset(data: Any, *, store: Store | None = None, name: str | None = None,
                      source: str | None = None, profile: bool = True,
                      run_id: str | None = None, context: str = "train",
-                     default_name: str | None = None) -> DatasetRecord:
+                     default_name: str | None = None,
+                     source_type: str | None = None) -> DatasetRecord:
     """Record a dataset version (digest, source, rows, schema, profile) in the store, and
-    link it to run ``run_id`` as an input when given, in one transaction.
+    link it to run ``run_id`` as an input when given, in one transaction. ``source_type``
+    overrides the kind recorded (``file``, or the frame's library), e.g. ``query``.
 
     Without a run this is how a pipeline's ingest step registers the data it read, so that a
     run which trains on it later links the same ``datasets`` row (same digest).
@@ -270,14 +272,15 @@ def register_dataset(data: Any, *, store: Store | None = None, name: str | None 
     if isinstance(data, (str, os.PathLike)):
         path = Path(data).absolute()
         table = to_arrow(path)
-        digest, source_type = digest_file(path), "file"
+        digest, inferred_type = digest_file(path), "file"
         source = source or str(path)
         name = name or path.stem
     else:
         table = to_arrow(data)
-        digest, source_type = digest_table(table), type(data).__module__.split(".")[0]
-        source = source or f"{source_type}.{type(data).__name__} in memory"
+        digest, inferred_type = digest_table(table), type(data).__module__.split(".")[0]
+        source = source or f"{inferred_type}.{type(data).__name__} in memory"
         name = name or default_name or "dataset"
+    source_type = source_type or inferred_type
     schema = column_schema(table)
     with store.read() as conn:
         known = conn.execute(select(t.datasets.c.profile_sha256)
