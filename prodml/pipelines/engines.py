@@ -1,0 +1,121 @@
+"""Where steps run: threads in this process, or tasks on a Dask cluster.
+
+An engine only runs :func:`~prodml.pipelines.task.execute` and says which runs finished; the
+driver does all the bookkeeping. On Dask a step's result stays on the worker that made it
+and goes straight to the workers of the steps that read it; the driver fetches only a copy
+without the values (outputs are in the blob store already).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Protocol
+
+from prodml.errors import InvalidInputError
+from prodml.pipelines.task import StepTask, TaskResult, execute, meta_of
+
+ENGINES = ("local", "dask")
+
+
+class Engine(Protocol):
+    def submit(self, name: str, task: StepTask, inputs: dict[str, Any]) -> Any: ...
+
+    def wait(self, handles: list[Any]) -> list[tuple[Any, TaskResult]]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalEngine:
+    """Steps on a thread pool: independent steps run at the same time."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prodml-step")
+        self.results: dict[str, TaskResult] = {}
+        self.names: dict[Future[TaskResult], str] = {}
+
+    def submit(self, name: str, task: StepTask, inputs: dict[str, Any]) -> Future[TaskResult]:
+        future = self.pool.submit(execute, task, inputs, self.results)
+        self.names[future] = name
+        return future
+
+    def wait(self, handles: list[Any]) -> list[tuple[Any, TaskResult]]:
+        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+        finished = []
+        for future in done:
+            result = future.result()
+            self.results[self.names.pop(future)] = result
+            finished.append((future, result))
+        return finished
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+class DaskEngine:
+    """Steps as tasks on a ``distributed`` cluster (an address, a Client, or a local one)."""
+
+    def __init__(self, scheduler: Any = None) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:  # pragma: no cover - distributed is a dependency
+            raise InvalidInputError("engine", "dask", "needs the 'distributed' package") from None
+        self._owned: list[Any] = []
+        if isinstance(scheduler, Client):
+            self.client = scheduler
+        elif scheduler is None:
+            cluster = LocalCluster(n_workers=1, threads_per_worker=os.cpu_count() or 2,
+                                   processes=False, dashboard_address=None)
+            self.client = Client(cluster)
+            self._owned += [self.client, cluster]
+        elif isinstance(scheduler, str):
+            try:
+                self.client = Client(scheduler, timeout=30)
+            except OSError as error:
+                raise InvalidInputError("scheduler", scheduler,
+                                        f"cannot reach the Dask scheduler ({error})") from None
+            self._owned.append(self.client)
+        else:
+            raise InvalidInputError("scheduler", scheduler,
+                                    "must be a scheduler address or a distributed.Client")
+        self.futures: dict[str, Any] = {}
+
+    def submit(self, name: str, task: StepTask, inputs: dict[str, Any]) -> Any:
+        upstream = {ref.node: self.futures[ref.node] for ref in inputs.values()
+                    if getattr(ref, "node", None) in self.futures}
+        key = f"prodml-{task.context.step}-{uuid.uuid4().hex}"
+        future = self.client.submit(execute, task, inputs, upstream, pure=False, key=key)
+        self.futures[name] = future
+        return self.client.submit(meta_of, future, pure=False,
+                                  key=f"{key}-meta")
+
+    def wait(self, handles: list[Any]) -> list[tuple[Any, TaskResult]]:
+        from distributed import wait as dask_wait
+
+        done, _ = dask_wait(handles, return_when="FIRST_COMPLETED")
+        finished = []
+        for meta in done:
+            try:
+                result = meta.result()
+            except Exception as error:  # noqa: BLE001 - a worker lost, a pickling error
+                result = TaskResult(error=f"{type(error).__name__}: {error}", exception=error)
+            finished.append((meta, result))
+        return finished
+
+    def close(self) -> None:
+        self.futures.clear()
+        for owned in self._owned:
+            owned.close()
+
+
+def open_engine(engine: str, scheduler: Any = None, max_workers: int | None = None) -> Engine:
+    """The engine named ``engine`` (``local`` or ``dask``)."""
+    if engine == "local":
+        if scheduler is not None:
+            raise InvalidInputError("scheduler", scheduler, "only the dask engine takes one")
+        return LocalEngine(max_workers)
+    if engine == "dask":
+        return DaskEngine(scheduler)
+    raise InvalidInputError("engine", engine, f"must be one of {', '.join(ENGINES)}")
