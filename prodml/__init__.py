@@ -87,6 +87,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "pipelines": ("prodml.pipelines", None),
     "step": ("prodml.pipelines.step", "step"),
     "pipeline": ("prodml.pipelines.pipeline", "pipeline"),
+    "steps": ("prodml.pipelines.steps", None),
 }
 
 __all__ = sorted([*_LAZY, "ArtifactIntegrityError", "InvalidInputError", "NotFoundError",
