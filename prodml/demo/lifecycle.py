@@ -204,12 +204,24 @@ def _acts(result: DemoResult, store: Store, rows: int, seed: int, server: Any, f
         result.metrics["challenger"] = result.serving.pop("metrics")
         if "history" in result.serving:  # the endpoint serves: watch its later traffic
             from prodml.demo.monitoring import monitoring_story
+            from prodml.demo import retraining
+            from prodml.store import now_ms
+
             traffic = (dict(rows=6_000, window=1_000, drift_at=2_000, change_at=4_000)
-                       if fast else {})
+                       if fast else dict(rows=12_000, window=2_000, drift_at=4_000,
+                                         change_at=8_000))
+            since = now_ms()
+            started = retraining.arm(store, since=since, window=traffic["window"],
+                                     strategy="recent")
             result.serving["monitoring"] = monitoring_story(
-                store, seed=seed, say=say, server=server, **traffic,
+                store, seed=seed, say=say, server=server, **traffic, since=since,
+                actions=[retraining.ACTION],
                 expected_accuracy=min(result.metrics[role]["accuracy"]  # the served ones
                                       for role in ("candidate", "challenger")))
+            if started:  # an alert started the retraining pipeline: finish its rollout
+                result.retraining = retraining.finish_rollout(
+                    store, started, retraining.after_change(traffic["window"], seed + 11),
+                    server.url, say=say)
 
 
 def _serving_act(store: Store, train: Any, test: Any, seed: int, baseline_eval: Any,

@@ -45,6 +45,7 @@ def later_traffic(rows: int, seed: int, *, drift_at: int, ramp: int, inflation: 
 def monitoring_story(store: Store, *, seed: int = 42, rows: int = 12_000, window: int = 2_000,
                      drift_at: int = 4_000, change_at: int = 8_000, inflation: float = 0.3,
                      expected_accuracy: float = 0.95, server: Any = None,
+                     since: int | None = None, actions: list[str] | None = None,
                      on_window: Callable[[int, Any], None] | None = None,
                      say: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Replay later traffic to the served ``loan`` endpoint and watch it; what fired when.
@@ -60,12 +61,12 @@ def monitoring_story(store: Store, *, seed: int = 42, rows: int = 12_000, window
                             change_at=change_at)
     save_monitor({
         "endpoint": ENDPOINT, "name": MONITOR, "window": {"predictions": window},
-        "since": "now",  # the later traffic only, not the serving act's
+        "since": since or "now",  # the later traffic only, not the serving act's
         "checks": {"performance": {"positive": 1, "min_coverage": 0.9},
                    "concept_drift": {"detectors": ["adwin"]}},
         "alerts": [*({"series": f"drifted[{f}]", "upper": 0.5} for f in FEATURES),
                    {"series": "accuracy", "lower": round(expected_accuracy - 0.1, 3),
-                    "severity": "critical"},
+                    "severity": "critical", "actions": list(actions or [])},
                    {"series": "concept_drift[adwin]", "upper": 0.5}]}, store=store)
     say(f"replaying {rows} later applications to {ENDPOINT}: salaries inflate from "
         f"application {drift_at}, the approval rule changes at {change_at}; monitor "
