@@ -36,7 +36,7 @@ from prodml.pipelines.lineage_walk import walk
 from prodml.store import Store, get_store
 
 if TYPE_CHECKING:
-    from prodml.pipelines.pipeline import PipelineRun
+    from prodml.pipelines.results import PipelineRun
 
 __all__ = ["LineageEdge", "LineageGraph", "LineageNode", "UnknownRefError", "lineage",
            "rerun_affected"]
@@ -71,19 +71,19 @@ def lineage(ref: str, direction: str = "up", depth: int | None = None, *,
 def affected_pipeline_runs(artifact: str, *, store: Store | None = None
                            ) -> list[dict[str, Any]]:
     """The pipeline runs whose executions read ``artifact``, directly or through what they
-    made, one per distinct recorded spec (the latest run of it), oldest first."""
+    made: the latest run of each distinct recorded spec (pipeline, target and params),
+    oldest first, as ``{"id", "pipeline", "spec", "created_at"}``."""
     from sqlalchemy import select
 
     from prodml.store import tables as t
 
     store = store or get_store()
-    graph = lineage(artifact, "down", store=store)
-    ids = graph.pipeline_runs()
+    ids = lineage(artifact, "down", store=store).pipeline_runs()
     if not ids:
         return []
     c = t.pipeline_contexts
     with store.read() as conn:
-        rows = conn.execute(select(c.c.id, c.c.spec, c.c.created_at)
+        rows = conn.execute(select(c.c.id, c.c.name, c.c.spec, c.c.created_at)
                             .where(c.c.id.in_(ids), c.c.type == "pipeline_run")
                             .order_by(c.c.created_at, c.c.id)).all()
     latest: dict[str, dict[str, Any]] = {}
@@ -91,31 +91,42 @@ def affected_pipeline_runs(artifact: str, *, store: Store | None = None
         spec = row.spec or {}
         if not spec.get("target"):
             continue
-        key = repr((spec.get("target"), sorted((spec.get("params") or {}).items())))
-        latest.pop(key, None)  # keep insertion order by the latest run of each spec
-        latest[key] = {"id": row.id, "spec": spec, "created_at": row.created_at}
-    return list(latest.values())
+        key = repr((row.name, spec["target"], sorted((spec.get("params") or {}).items())))
+        latest.pop(key, None)  # keep the order of each spec's latest run
+        latest[key] = {"id": row.id, "pipeline": row.name, "spec": spec,
+                       "created_at": row.created_at}
+    return sorted(latest.values(), key=lambda r: (r["created_at"], r["id"]))
 
 
 def rerun_affected(artifact: str, *, store: Store | None = None, engine: str = "local"
                    ) -> list[PipelineRun]:
     """Re-run every pipeline run that consumed ``artifact`` (directly or transitively) from
-    its recorded spec, with caching on: only the steps whose inputs changed run again.
+    its recorded spec (target and params), with caching on: only the steps whose inputs
+    changed since (a corrected source file, and everything after it) run again.
 
-    ``artifact`` is any lineage ref (``artifact:12``, a source path, a dataset digest). Each
+    ``artifact`` is any lineage ref (``artifact:12``, a source path, a dataset digest); each
     new run is triggered by ``rerun:<artifact>``. Returns the new runs, oldest spec first.
     """
-    from prodml.pipelines.rerun import rerun_spec
-
     store = store or get_store()
-    label = resolve_label(artifact, store)
-    return [rerun_spec(found["spec"], triggered_by=f"rerun:{label}", engine=engine,
-                       store=store)
-            for found in affected_pipeline_runs(artifact, store=store)]
-
-
-def resolve_label(ref: str, store: Store) -> str:
-    """The id a rerun names: ``artifact:<id>`` when ``ref`` is one artifact, else ``ref``."""
     with store.read() as conn:
-        roots = resolve(conn, ref)
-    return roots[0] if len(roots) == 1 else str(ref).strip()
+        roots = resolve(conn, artifact)
+    label = roots[0] if len(roots) == 1 else str(artifact).strip()
+    return [_pipeline(found["pipeline"], found["spec"]["target"]).run(
+        params=found["spec"].get("params") or {}, store=store, engine=engine, cache=True,
+        triggered_by=f"rerun:{label}")
+        for found in affected_pipeline_runs(artifact, store=store)]
+
+
+def _pipeline(name: str, target: str) -> Any:
+    """The pipeline a spec names: defined in this process, else loaded from its target."""
+    from prodml.pipelines.pipeline import defined
+
+    live = defined.get(name)
+    if live is not None and live.target == target:
+        return live
+    try:
+        from prodml.pipelines.loading import load_pipeline
+    except ImportError:  # pragma: no cover - the loader ships with the pipelines package
+        raise InvalidInputError("pipeline", target, "is not defined in this process and "
+                                "cannot be loaded from its target") from None
+    return load_pipeline(target)

@@ -21,9 +21,10 @@ model version loan/1
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Iterator
+from typing import Any
 
 KINDS = ("prediction", "predictions", "endpoint", "model_version", "run", "dataset",
          "labeler", "source", "artifact", "execution", "pipeline_run")
@@ -112,7 +113,7 @@ class LineageGraph:
         return sorted((n.id for n in self.nodes.values() if n.kind == "model_version"),
                       key=_ref_order)
 
-    def artifacts(self, type: str | None = None) -> list[LineageNode]:  # noqa: A002
+    def artifacts(self, type: str | None = None) -> list[LineageNode]:
         """Pipeline artifacts reached, optionally of one type (``"Source"``, ``"Dataset"``)."""
         return [n for n in self.nodes_of("artifact")
                 if type is None or n.properties.get("type") == type]

@@ -121,7 +121,7 @@ def _by_id(conn: Connection, key: str) -> tuple[str, ...]:
 def source_forms(uri: str) -> list[str]:
     """The spellings a source may be stored under: as given, absolute, ``file://``."""
     forms = [uri]
-    plain = uri[len("file://"):] if uri.startswith("file://") else uri
+    plain = uri.removeprefix("file://")
     if "://" not in plain and "\n" not in plain and len(plain) < 1024:
         absolute = os.path.abspath(Path(plain).expanduser())
         forms += [plain, absolute, f"file://{absolute}"]

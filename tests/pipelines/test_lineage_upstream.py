@@ -151,7 +151,7 @@ def test_queries_per_walk_do_not_grow_with_the_records(store, served):
 
     def statements(ref: str, direction: str) -> int:
         seen: list[str] = []
-        listener = lambda *args: seen.append(args[2])  # noqa: E731
+        listener = lambda *args: seen.append(args[2])
         event.listen(store.engine, "before_cursor_execute", listener)
         try:
             pm.lineage(ref, direction)
