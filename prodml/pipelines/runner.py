@@ -87,9 +87,11 @@ class Driver:
     def drive(self) -> PipelineRun:
         try:
             while True:
-                if self.failure is None:
-                    for node in self._ready():
+                ready = self._ready() if self.failure is None else []
+                while ready:  # cached steps finish at once and may make others ready
+                    for node in ready:
                         self._start(node)
+                    ready = self._ready() if self.failure is None else []
                 if not self.in_flight:
                     break
                 for handle, result in self.engine.wait(list(self.in_flight)):
@@ -124,9 +126,10 @@ class Driver:
         if node.step.approval:
             decision = (earlier.approval or {}).get("decision") if earlier else None
             if decision == "rejected":
+                message = f"step {node.name} was rejected by {earlier.approval.get('by')}"
+                records.finish_execution(self.store, earlier.id, TaskResult(error=message))
                 self.state[node.name] = "failed"
-                self.failure = (node.name, f"step {node.name} was rejected by "
-                                f"{earlier.approval.get('by')}", None)
+                self.failure = self.failure or (node.name, message, None)
                 return
             if decision == "approved":
                 approved_id = earlier.id
