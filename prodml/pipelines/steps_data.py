@@ -106,7 +106,7 @@ def ingest(source: Source | str | os.PathLike[str], *, name: str | None = None
     URL) or a path. The data is registered as a dataset version (digest, source, schema,
     profile) and the step's output is a "Dataset" artifact naming it.
     """
-    if isinstance(source, (str, os.PathLike)):
+    if not isinstance(source, Source) and isinstance(source, (str, os.PathLike)):
         source = Source(os.fspath(source))
     if not isinstance(source, Source):
         raise InvalidInputError("source", type(source).__name__,
