@@ -12,6 +12,8 @@ Actions (a rule's ``actions:``) run once, when the alert fires:
 - ``pause``: pause the endpoint, so its fallback rule answers;
 - ``rollback``: roll the endpoint back to the deployment before the last one;
 - ``callable:module:function``: call ``function(alert)``;
+- ``pipeline:file.py:name`` or ``pipeline:module:name``: run that pipeline for the alert (see
+  :mod:`prodml.pipelines.triggers`);
 - a name registered with :func:`register_action` (the pipelines issue registers
   ``retrain`` this way): call it with the alert.
 
@@ -163,13 +165,18 @@ def _act(action: str, alert: Alert, store: Store | None) -> str:
     if action == "rollback":
         endpoint = eps.rollback(alert.endpoint, reason=reason, actor=actor, store=store)
         return f"rolled back to {endpoint.describe()} (revision {endpoint.revision})"
+    if action.startswith("pipeline:"):
+        # Imported on use: pipelines sit beside monitoring, and only a rule naming one loads it.
+        from prodml.pipelines.triggers import run_target
+        return run_target(action, alert, store)
     if action.startswith("callable:"):
         fn = resolve_callable(action.removeprefix("callable:"), "actions")
     elif action in _ACTIONS:
         fn = _ACTIONS[action]
     else:
         raise LookupError(f"no action registered as {action!r} (register_action)")
-    result = fn(alert)
+    # an action that says so (a pipeline's) runs on the monitor's own store
+    result = fn(alert, store=store) if getattr(fn, "takes_store", False) else fn(alert)
     return "done" if result is None else str(result)[:500]
 
 

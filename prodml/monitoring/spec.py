@@ -315,8 +315,9 @@ class AlertRuleSpec(_Strict):
     min_consecutive_ok: int = Field(1, ge=1)
     severity: Literal["info", "warning", "critical"] = "warning"
     name: str = ""
-    # what to do when it fires: pause, rollback, callable:module:function, or the name of an
-    # action registered with prodml.monitoring.sinks.register_action
+    # what to do when it fires: pause, rollback, callable:module:function,
+    # pipeline:file.py:name, or the name of an action registered with
+    # prodml.monitoring.sinks.register_action
     actions: list[str] = Field(default_factory=list)
 
     @field_validator("actions")
@@ -326,9 +327,14 @@ class AlertRuleSpec(_Strict):
             if action.startswith("callable:"):
                 if not CALLABLE_PATH.match(action.removeprefix("callable:")):
                     raise ValueError(f"{action!r}: give callable:module:function")
+            elif action.startswith("pipeline:"):
+                if not action.removeprefix("pipeline:").strip():
+                    raise ValueError(f"{action!r}: give pipeline:file.py:name or "
+                                     "pipeline:module:name")
             elif not ACTION_NAME.match(action):
                 raise ValueError(f"{action!r} must be pause, rollback, "
-                                 "callable:module:function or a registered action's name")
+                                 "callable:module:function, pipeline:file.py:name or a "
+                                 "registered action's name")
         return value
 
     @model_validator(mode="after")

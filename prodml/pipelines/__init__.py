@@ -40,6 +40,7 @@ _LAZY = {
     "ExecutionInfo": "prodml.pipelines.results",
     "ArtifactInfo": "prodml.pipelines.results",
     "load_pipeline": "prodml.pipelines.loading",
+    "on_alert": "prodml.pipelines.triggers",
 }
 
 __all__ = sorted(["Pipeline", "Step", "StepOutput", "pipeline", "step", *_LAZY])
