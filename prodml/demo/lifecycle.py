@@ -222,6 +222,7 @@ def _acts(result: DemoResult, store: Store, rows: int, seed: int, server: Any, f
                 result.retraining = retraining.finish_rollout(
                     store, started, retraining.after_change(traffic["window"], seed + 11),
                     server.url, say=say)
+                result.runs["retrained"] = result.retraining["run"]
 
 
 def _serving_act(store: Store, train: Any, test: Any, seed: int, baseline_eval: Any,

@@ -78,8 +78,8 @@ def hold_out(frame: pd.DataFrame, strategy: str, window: int, seed: int
                       fit_recent]), holdout
 
 
-@pm.step
-def train(frame: pd.DataFrame, strategy: str, seed: int) -> Any:
+@pm.step(outputs=("model", "run_id"))
+def train(frame: pd.DataFrame, strategy: str, seed: int) -> tuple[Any, str]:
     """Gradient boosting on the chosen rows, as a tracked run (linked to this execution)."""
     params = {"model": "hist_gradient_boosting", "max_iter": 150, "learning_rate": 0.1,
               "strategy": strategy, "seed": seed}
@@ -94,8 +94,8 @@ def train(frame: pd.DataFrame, strategy: str, seed: int) -> Any:
     context = pm.pipelines.current()
     if context is not None:
         context.set_run_id(run.id)
-        context.annotate_output(type="Model", properties={"run_id": run.id})
-    return model
+        context.annotate_output(type="Model", properties={"run_id": run.id}, output="model")
+    return model, run.id
 
 
 @pm.step
@@ -114,14 +114,15 @@ def gate_against_champion(model: Any, holdout: pd.DataFrame, champion: str) -> d
 
 
 @pm.step
-def register(model: Any, verdict: dict[str, Any], train_rows: pd.DataFrame) -> str:
+def register(model: Any, run_id: str, verdict: dict[str, Any], train_rows: pd.DataFrame
+             ) -> str:
     """Register the new version (only a blessed one goes further)."""
     if not verdict["blessed"]:
         raise pm.InvalidInputError("gate", verdict["failures"],
                                    "the retrained model must pass loan-retrain")
     context = pm.pipelines.current()
     version = pm.models.register(
-        MODEL_NAME, model, run=context.run_id if context else None,
+        MODEL_NAME, model, run=run_id,
         input_example=train_rows[FEATURES].head(100), trusted=TRUSTED, store=_store(),
         description="Loan approval, retrained on recent traffic after the concept change",
         tags={"retrained": "true", "holdout_accuracy": round(verdict["accuracy"], 4)})
@@ -163,9 +164,9 @@ def loan_retrain(endpoint: str = "loan", since: int = 0, strategy: str = "recent
                  step_requests: int = 30) -> Any:
     traffic = labelled_traffic(endpoint, since)
     rows, holdout = hold_out(traffic, strategy=strategy, window=window, seed=seed)
-    model = train(rows, strategy=strategy, seed=seed)
+    model, run_id = train(rows, strategy=strategy, seed=seed)
     verdict = gate_against_champion(model, holdout, champion)
-    ref = register(model, verdict, rows)
+    ref = register(model, run_id, verdict, rows)
     revision = shadow(endpoint, ref)
     return canary(endpoint, ref, revision, step_requests=step_requests)
 
@@ -204,7 +205,7 @@ def finish_rollout(store: Store, started: dict[str, Any], traffic: pd.DataFrame,
     ref = run.output("register")
     act: dict[str, Any] = {"alert": started["alert"], "pipeline_run": run.id,
                            "strategy": run.spec.get("params", {}).get("strategy", ""),
-                           "version": ref, "why": "accuracy fell after the approval rule "
+                           "version": ref, "run": run.output("train", "run_id"), "why": "accuracy fell after the approval rule "
                            "changed: learn from the traffic after the change only",
                            "shadow_agreement": shadow_agreement(store, ref)}
     first_revision = run.output("shadow")  # the rollout's history starts there

@@ -26,7 +26,7 @@ def prodml(args, cwd, env_extra=None, check=True):
 def demo_home(tmp_path_factory):
     """Run the demo once; the other tests read what it recorded."""
     home = tmp_path_factory.mktemp("cli")
-    result = json.loads(prodml(["demo", "--rows", "1500", "--json"], home).stdout)
+    result = json.loads(prodml(["demo", "--fast", "--rows", "1500", "--json"], home).stdout)
     return home, result
 
 
@@ -59,13 +59,37 @@ def test_demo_serves_shadows_and_canaries_a_challenger(demo_home):
         actions[-1] == "rollback"
     if actions[-1] == "promote":
         assert act["final"] == "loan/3"
-        shown = json.loads(prodml(["models", "show", "loan@champion", "--json"], home).stdout)
-        assert shown["ref"] == "loan/3"  # the registry follows the promotion
     assert act["log"]["primary v2"] > 0 and act["log"]["shadow v3"] > 0
-    status = json.loads(prodml(["deployments", "status", "--json"], home).stdout)
-    assert status[0]["summary"] == act["final"]
     history = json.loads(prodml(["deployments", "history", "loan", "--json"], home).stdout)
-    assert [e["action"] for e in reversed(history)] == actions
+    assert [e["action"] for e in reversed(history)][:len(actions)] == actions
+
+
+def test_demo_closes_the_loop_from_the_alert_to_a_retrained_champion(demo_home):
+    home, result = demo_home
+    story, act = result["serving"]["monitoring"], result["retraining"]
+    assert {(a["series"], a["window"]) for a in story["alerts"]} >= {
+        ("drifted[salary]", story["drift_window"]), ("accuracy", story["change_window"])}
+    assert "accuracy >=" in act["alert"]
+    assert act["strategy"] == "recent" and act["blessed"] is True
+    assert act["pipeline_status"] == "succeeded"
+    assert [s["step"] for s in act["steps"]] == [
+        "labelled_traffic", "hold_out", "train", "gate_against_champion", "register",
+        "shadow", "canary"] and {s["status"] for s in act["steps"]} == {"succeeded"}
+    assert [e["action"] for e in act["history"]][:2] == ["deploy", "deploy"]  # shadow, canary
+    assert act["final"] == act["version"] == "loan/4"  # promoted by the canary's guards
+    shown = json.loads(prodml(["models", "show", "loan@champion", "--json"], home).stdout)
+    assert shown["ref"] == "loan/4"  # the registry follows the promotion
+    status = json.loads(prodml(["deployments", "status", "--json"], home).stdout)
+    assert status[0]["summary"] == "loan/4"
+    run = json.loads(prodml(["pipeline", "show", act["pipeline_run"], "--json"], home).stdout)
+    assert run["triggered_by"].startswith("alert:") and run["status"] == "succeeded"
+    up = json.loads(prodml(["lineage", "loan/4", "--up", "--json"], home).stdout)
+    labels = {n["label"] for n in up["nodes"]}
+    assert "loan labelled traffic" in " ".join(labels)
+    summary = home / ".prodml" / "reports" / "loan-lifecycle.html"
+    assert result["summary_report"] == str(summary)
+    page = summary.read_text()
+    assert "Retraining, from the alert to a new champion" in page and "loan-drift.html" in page
 
 
 def test_deploy_rollback_and_pause_from_the_cli(demo_home):
@@ -98,9 +122,12 @@ def test_demo_keeps_the_training_profile_and_finds_the_inflation_drift(demo_home
 
 
 def test_demo_human_output_says_where_everything_is(tmp_path):
-    out = prodml(["demo", "--rows", "600"], tmp_path).stdout
+    out = prodml(["demo", "--fast", "--rows", "600"], tmp_path).stdout
     assert "champion" in out and "loan@champion" in out
     assert str(tmp_path / ".prodml" / "prodml.db") in out
+    assert "dashboard live at http://127.0.0.1:" in out and "drifted[salary]" in out
+    assert "started retraining pipeline run" in out
+    assert str(tmp_path / ".prodml" / "reports" / "loan-lifecycle.html") in out
 
 
 def test_runs_list_search_compare(demo_home):
@@ -160,7 +187,7 @@ def test_unreachable_database_url_is_one_line_naming_it(tmp_path):
 
 
 def test_tampered_champion_is_refused_by_load_check(tmp_path):
-    prodml(["demo", "--rows", "600", "--json"], tmp_path)
+    prodml(["demo", "--rows", "600", "--no-serve", "--json"], tmp_path)
     shown = json.loads(prodml(["models", "show", "loan@champion", "--json"], tmp_path).stdout)
     blob = tmp_path / ".prodml" / "artifacts" / "sha256" / shown["artifact_sha256"][:2] / \
         shown["artifact_sha256"]
@@ -186,12 +213,13 @@ def test_evaluate_with_a_gate_blesses_or_exits_1(demo_home, tmp_path):
     gate = tmp_path / "gate.yaml"
     gate.write_text("name: strict\nconditions:\n  - metric: accuracy\n    slices: age\n"
                     "    min: 0.8\n")
-    args = ["evaluate", "loan@champion", str(data), "--label", "approved",
+    promoted = demo_home[1]["serving"]["final"]  # by the canary, before the concept change
+    args = ["evaluate", promoted, str(data), "--label", "approved",
             "--slice", "age:20,40,60,81", "--gate", str(gate)]
     passed = prodml([*args, "--html", str(tmp_path / "ev.html"), "--json"], home)
     verdict = json.loads(passed.stdout)
     assert verdict["blessing"]["blessed"] is True
-    assert verdict["ref"] == (demo_home[1]["serving"]["final"])  # promoted by the canary
+    assert verdict["ref"] == promoted
     assert (tmp_path / "ev.html").stat().st_size > 10_000
     failed = prodml(["evaluate", "loan/1", *args[2:]], home, check=False)
     assert failed.returncode == 1 and "NOT BLESSED" in failed.stdout
