@@ -173,6 +173,20 @@ def _baseline_model(baseline: Any) -> tuple[Any, str | None]:
     return registry.load(version.ref, store=store), version.ref
 
 
+def _gate_needs(spec: Any, slices: Any, protected: Any) -> tuple[Any, Any]:
+    """Slices and protected attributes the gate's conditions name, unless given: a condition
+    on ``slices: city`` or ``slice: city=north`` needs the ``city`` slices evaluated, one on
+    ``attribute: sex`` a fairness report for ``sex``."""
+    if slices is None:
+        named = [c.slices or c.slice.split("=", 1)[0] for c in spec.conditions
+                 if c.attribute is None and (c.slices or c.slice != "overall")]
+        slices = list(dict.fromkeys(named)) or None
+    if protected is None:
+        attributes = [c.attribute for c in spec.conditions if c.attribute is not None]
+        protected = list(dict.fromkeys(attributes)) or None
+    return slices, protected
+
+
 @step(cache=False)  # the baseline (e.g. an alias) may point elsewhere by the next run
 def evaluate_gate(model: Any, frame: Any, gate: Any, *, label: str = "y",
                   baseline: Any = None, slices: Any = None, protected: Any = None,
@@ -180,6 +194,7 @@ def evaluate_gate(model: Any, frame: Any, gate: Any, *, label: str = "y",
                   bootstrap: int = 0, threshold: float = 0.5, seed: int = 0) -> GateOutcome:
     """Evaluate ``model`` on ``frame`` (overall, ``slices``, fairness on ``protected``) and
     check ``gate`` (a :class:`~prodml.evaluation.gates.GateSpec`, its dict or YAML).
+    ``slices`` and ``protected`` default to what the gate's conditions name.
 
     ``baseline`` (a model reference such as ``"loan@champion"``, or a model) is evaluated on
     the same rows for the gate's change conditions; when the reference names no version yet,
@@ -192,6 +207,7 @@ def evaluate_gate(model: Any, frame: Any, gate: Any, *, label: str = "y",
     from prodml.evaluation.gates import gate as check
 
     spec = GateSpec.load(gate)
+    slices, protected = _gate_needs(spec, slices, protected)
     options = {"label": label, "slices": slices, "protected": protected, "features": features,
                "min_slice_size": min_slice_size, "bootstrap": bootstrap,
                "threshold": threshold, "seed": seed}
@@ -275,6 +291,22 @@ def register(model: Any, name: str, *, blessing: GateOutcome | None = None,
     return {"model": name, "version": version.version, "ref": version.ref}
 
 
+def _check_guards(guards: Any) -> None:
+    """Refuse bad canary guards with the field and the rule (before anything is written)."""
+    from pydantic import ValidationError
+
+    from prodml.serving.deployment import Guards
+
+    if not isinstance(guards, dict):
+        raise InvalidInputError("guards", guards, "must be a mapping of guard to bound")
+    try:
+        Guards(**guards)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInputError(f"guards.{where}", first.get("input"), first["msg"]) from None
+
+
 # -- deploy ----------------------------------------------------------------------------------------
 
 @step
@@ -302,6 +334,8 @@ def deploy(version: Any, endpoint: str, *, strategy: str = "direct",
     if not isinstance(ref, str):
         raise InvalidInputError("version", version, "must be register's output or a model "
                                 "reference such as loan/3")
+    if guards is not None:
+        _check_guards(guards)
     store = step_store()
     used = strategy
     try:

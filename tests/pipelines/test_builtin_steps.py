@@ -24,7 +24,8 @@ FEATURES = ["age", "income"]
 GATE = {"name": "release", "conditions": [
     {"metric": "accuracy", "min": 0.7},
     {"metric": "accuracy", "slices": "city", "min": 0.6},
-    {"metric": "accuracy", "change": {"baseline": "baseline", "min_absolute": -0.05}}]}
+    {"metric": "accuracy", "change": {"baseline": "baseline", "min_absolute": -0.05}},
+    {"attribute": "city", "metric": "demographic_parity_ratio", "min": 0.5}]}
 
 
 def loans(n: int = 600, seed: int = 0) -> pd.DataFrame:
@@ -56,7 +57,7 @@ def loan_pipeline(path: str = "", model: str = "loan", endpoint: str = "loan-ep"
                                   half_life="7d")
     fitted = pm.steps.train(data, fit, label="y", features=FEATURES, params={"C": C})
     verdict = pm.steps.evaluate_gate(fitted, test, gate, label="y",
-                                     baseline=f"{model}@champion", slices=["city"])
+                                     baseline=f"{model}@champion")
     version = pm.steps.register(fitted, model, blessing=verdict, aliases=["challenger"])
     return pm.steps.deploy(version, endpoint, strategy=strategy, percent=50.0)
 
@@ -111,6 +112,11 @@ def test_csv_to_shadow_deployment(store, csv_path):
     gate = first.step("evaluate_gate").output()
     assert gate.type == "Blessing" and gate.properties["blessed"] is True
     assert gate.properties["skipped"] == ["accuracy change vs baseline >= -0.05 (overall)"]
+    outcome = first.output("evaluate_gate")  # slices and fairness as the gate names them
+    assert outcome.evaluation.slice_names == ["overall", "city=north", "city=south"]
+    assert set(outcome.evaluation.fairness) == {"city"}
+    assert [r.slice for r in outcome.blessing.results] == [
+        "overall", "city=north", "city=south", "city"]
     assert first.output("register") == {"model": "loan", "version": 1, "ref": "loan/1"}
     version = pm.models.get("loan/1", store=store)
     assert version.run_id == train.run_id and version.aliases == ("challenger",)
@@ -149,6 +155,7 @@ def test_sqlite_query_ingest_and_recent_window(store, tmp_path):
     @pm.pipeline(name="loan-query")
     def from_query(connection: str = f"sqlite:///{database}"):
         raw = pm.steps.ingest(pm.pipelines.Source(query, connection=connection))
+        pm.steps.profile(raw)
         return pm.steps.training_data(raw, strategy="recent", time_column="t", window="5d")
 
     run = from_query.run(store=store)
@@ -163,6 +170,10 @@ def test_sqlite_query_ingest_and_recent_window(store, tmp_path):
     assert row["source_type"] == "query" and query in row["source"]
     source = run.step("ingest").inputs[0]
     assert source.type == "Source" and source.properties["query"] == query
+
+    profiled = run.output("profile")
+    assert profiled.rows == len(north) and profiled["age"].max == north["age"].max()
+    assert run.step("profile").output().type == "Profile"
 
     # times came back as text from SQLite; "recent" kept the last five days only
     recent = run.output("training_data")
@@ -227,3 +238,19 @@ def test_steps_outside_a_pipeline_are_plain_calls(store, csv_path):
     assert len(kept) == 100
     with pytest.raises(pm.InvalidInputError, match="time_column"):
         pm.steps.training_data(frame, strategy="recent", time_column="when", window=5)
+
+
+def test_deploy_blue_green_and_canary_guards_outside_a_pipeline(store, csv_path):
+    frame = loans()
+    model, _ = fit(frame[FEATURES], frame["y"])
+    for _ in range(3):
+        pm.models.register("bg", model, input_example=frame[FEATURES], store=store)
+    assert pm.steps.deploy("bg/1", "bg-ep", strategy="blue-green")["strategy"] == "direct"
+    out = pm.steps.deploy({"model": "bg", "version": 2}, "bg-ep", strategy="blue-green")
+    spec = eps.get_endpoint("bg-ep", store=store).spec
+    assert out["strategy"] == "blue-green" and isinstance(spec, d.BlueGreen)
+    assert (spec.blue.model, spec.green.model, spec.active) == ("bg/1", "bg/2", "blue")
+    with pytest.raises(pm.InvalidInputError, match="max_error_rate"):
+        pm.steps.deploy("bg/3", "bg-ep", strategy="canary", guards={"max_error_rate": 2})
+    with pytest.raises(pm.InvalidInputError, match="version"):
+        pm.steps.deploy(3, "bg-ep")
