@@ -254,3 +254,27 @@ def test_deploy_blue_green_and_canary_guards_outside_a_pipeline(store, csv_path)
         pm.steps.deploy("bg/3", "bg-ep", strategy="canary", guards={"max_error_rate": 2})
     with pytest.raises(pm.InvalidInputError, match="version"):
         pm.steps.deploy(3, "bg-ep")
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                       dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_builtin_steps_on_dask(store, csv_path, dask_client):
+    run = loan_pipeline.run(params={"path": str(csv_path), "strategy": "canary"}, store=store,
+                            engine="dask", scheduler=dask_client)
+    assert run.status == "succeeded", run.error
+    assert run.spec["engine"] == "dask"
+    train = run.step("train")
+    assert pm.models.get("loan/1", store=store).run_id == train.run_id
+    assert pm.runs.get(train.run_id, store=store).tags["prodml.pipeline_run"] == run.id
+    assert eps.get_endpoint("loan-ep", store=store).describe() == "loan/1"
+    workers = {e.resources["worker"] for e in run.executions}
+    assert not any(w == "MainThread" for w in workers)
