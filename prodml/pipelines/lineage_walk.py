@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, tuple_
+from sqlalchemy import Connection, func, select, tuple_
 
-from prodml.pipelines.lineage_graph import LineageGraph, LineageNode
+from prodml.pipelines.lineage_answers import answered
+from prodml.pipelines.lineage_graph import LineageGraph
 from prodml.pipelines.lineage_records import CHUNK, load_nodes, models_in, split_ref
 from prodml.pipelines.lineage_refs import canonical_source, source_forms
 from prodml.store import Store
@@ -47,7 +48,8 @@ def walk(conn: Connection, store: Store, graph: LineageGraph, depth: int | None)
         frontier = [k for k in reached if k not in hops]
         hops.update(dict.fromkeys(frontier, hop))
         frontier = _close(conn, graph, frontier, hops, hop)
-    _answered(conn, graph, hops, depth)
+    if graph.direction == "down":
+        answered(conn, graph, hops, depth)
 
 
 def _add(conn: Connection, graph: LineageGraph, keys: Iterable[str]) -> list[str]:
@@ -125,7 +127,7 @@ def _same(conn: Connection, graph: LineageGraph, keys: list[str], roots: set[str
         if f"source:{uri}" in roots:  # a URI is every version of the file: only as a start
             edges += [(f"source:{uri}", f"artifact:{i}", "same", {}) for i in conn.execute(
                 select(A.c.id).where(A.c.uri.in_(source_forms(uri)))).scalars()]
-    return [e for e in edges if not _missing_dataset(conn, graph, e)]
+    return _known_datasets(conn, graph, edges)
 
 
 def _model_ref(props: dict[str, Any]) -> str | None:
@@ -136,13 +138,16 @@ def _model_ref(props: dict[str, Any]) -> str | None:
     return None
 
 
-def _missing_dataset(conn: Connection, graph: LineageGraph, edge: Edge) -> bool:
-    """A digest in an artifact's properties that the datasets table never recorded."""
-    target = edge[1]
-    if not target.startswith("dataset:") or target in graph:
-        return False
-    return conn.execute(select(t.datasets.c.id).where(
-        t.datasets.c.digest == target.partition(":")[2])).first() is None
+def _known_datasets(conn: Connection, graph: LineageGraph, edges: list[Edge]) -> list[Edge]:
+    """Drop links to digests an artifact names but the datasets table never recorded."""
+    wanted = {e[1].partition(":")[2] for e in edges
+              if e[1].startswith("dataset:") and e[1] not in graph}
+    known: set[str] = set()
+    for chunk in _chunks(sorted(wanted)):
+        known.update(conn.execute(select(t.datasets.c.digest)
+                                  .where(t.datasets.c.digest.in_(chunk))).scalars())
+    return [e for e in edges if not e[1].startswith("dataset:") or e[1] in graph
+            or e[1].partition(":")[2] in known]
 
 
 # -- one hop ------------------------------------------------------------------------------------
@@ -335,49 +340,3 @@ UP = {
     "endpoint": lambda conn, names: _deployments(conn, None, names),
     "prediction": _prediction_up,
 }
-
-
-# -- what the endpoints answered ----------------------------------------------------------------
-def _answered(conn: Connection, graph: LineageGraph, hops: dict[str, int],
-              depth: int | None) -> None:
-    """Downstream, one node per (endpoint, version): how many predictions, from when to
-    when, by route; a version's predictions count only on endpoints the walk reached it by."""
-    if graph.direction != "down":
-        return
-    endpoints = [n.id for n in graph.nodes_of("endpoint")
-                 if depth is None or hops.get(n.key, 0) < depth]
-    if not endpoints:
-        return
-    pairs = {(e.target.partition(":")[2], e.source.partition(":")[2]) for e in graph.edges
-             if e.relation == "deployed" and e.source in graph}
-    open_ended = [name for name in endpoints if f"endpoint:{name}" in graph.roots]
-    p = t.predictions
-    wanted = [(name, *split_ref(ref)) for name, ref in pairs if name in endpoints]
-    filters = []
-    if wanted:
-        filters.append(and_(p.c.endpoint.in_({w[0] for w in wanted}),
-                            tuple_(p.c.endpoint, p.c.model_name, p.c.model_version).in_(wanted)))
-    if open_ended:
-        filters.append(p.c.endpoint.in_(open_ended))
-    if not filters:
-        return
-    totals: dict[tuple[str, str, int], dict[str, Any]] = {}
-    for endpoint, name, version, route, n, first, last in conn.execute(
-            select(p.c.endpoint, p.c.model_name, p.c.model_version, p.c.route, func.count(),
-                   func.min(p.c.time), func.max(p.c.time))
-            .where(or_(*filters), p.c.model_name.is_not(None))
-            .group_by(p.c.endpoint, p.c.model_name, p.c.model_version, p.c.route)):
-        entry = totals.setdefault((endpoint, name, version),
-                                  {"count": 0, "first": first, "last": last, "routes": {}})
-        entry["count"] += n
-        entry["routes"][route] = n
-        entry["first"], entry["last"] = min(entry["first"], first), max(entry["last"], last)
-    for (endpoint, name, version), entry in sorted(totals.items()):
-        ref = f"{name}/{version}"
-        node = LineageNode("predictions", f"{ref}@{endpoint}",
-                           f"{ref} on {endpoint}", {"endpoint": endpoint, "model": ref, **entry})
-        graph.add(node)
-        graph.link(f"endpoint:{endpoint}", node.key, "answered", {"model": ref})
-        if f"model_version:{ref}" not in graph:
-            graph.add(LineageNode("model_version", ref, ref, {}))
-            graph.link(f"model_version:{ref}", f"endpoint:{endpoint}", "deployed", {})

@@ -169,3 +169,23 @@ def test_queries_per_walk_do_not_grow_with_the_records(store, served):
     started = time.perf_counter()
     pm.lineage(served["first"][0], "up")
     assert time.perf_counter() - started < 2.0
+
+
+def test_counts_per_endpoint_are_exact_with_or_without_a_fallback(store, served):
+    """An endpoint that only ever served loan/1 directly is counted from its index; once it
+    has a fallback rule, rows answered by the rule (no model) are not loan/1's."""
+    eps.deploy("solo", served["ref1"], reason="alone")
+    _log(store, "solo", served["ref1"], 4, revision=1)
+
+    def solo() -> dict:
+        graph = pm.lineage(served["ref1"], "down")
+        return next(n.properties for n in graph.nodes_of("predictions")
+                    if n.properties["endpoint"] == "solo")
+
+    assert (solo()["count"], solo()["routes"]) == (4, {"primary": 4})
+    eps.set_fallback("solo", "0")
+    log = PredictionLog(store)
+    log.write_sync(PredictionRecord(new_prediction_id(), now_ms(), "solo", None, None,
+                                    "fallback", 2, None, {"age": 1}, 0, None, None, 0.1, "ok"))
+    log.close()
+    assert (solo()["count"], solo()["routes"]) == (4, {"primary": 4})
