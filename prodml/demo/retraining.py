@@ -20,10 +20,8 @@ from typing import Any
 
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.model_selection import train_test_split
 
 import prodml as pm
-from prodml.data.retraining import training_window
 from prodml.demo.data import FEATURES, LABEL
 from prodml.store import Store, get_store
 
@@ -34,7 +32,7 @@ TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 # The candidate must be accurate on recent traffic and beat the champion there.
 RETRAIN_GATE = {"name": "loan-retrain", "conditions": [
     {"metric": "accuracy", "min": 0.85},
-    {"metric": "accuracy", "change": {"baseline": "champion", "min_absolute": 0.0}},
+    {"metric": "accuracy", "change": {"baseline": "baseline", "min_absolute": 0.0}},
 ]}
 
 
@@ -61,101 +59,18 @@ def labelled_traffic(endpoint: str, since: int) -> pd.DataFrame:
     return out
 
 
-@pm.step(outputs=("train", "holdout"))
-def hold_out(frame: pd.DataFrame, strategy: str, window: int, seed: int
-             ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep the rows the retraining strategy chooses, then hold a quarter of the most recent
-    window out to judge the new model and the champion on the same rows."""
-    chosen = training_window(frame, strategy=strategy, time_column="time",
-                             window=window if strategy == "recent" else None,
-                             half_life=f"{max(1, window // 4)}s" if strategy == "weighted"
-                             else None)
-    data = chosen.frame.assign(sample_weight=chosen.sample_weight)
-    recent = data.tail(window)
-    fit_recent, holdout = train_test_split(recent, test_size=0.25, random_state=seed,
-                                           stratify=recent[LABEL])
-    return pd.concat([data.iloc[:-window] if len(data) > window else data.iloc[:0],
-                      fit_recent]), holdout
+def fit_gbm(X: pd.DataFrame, y: pd.Series, *, sample_weight: Any = None, max_iter: int = 150,
+            learning_rate: float = 0.1, seed: int = 42) -> tuple[Any, dict[str, float]]:
+    """The demo's training function (the ``train`` step calls it inside a tracked run)."""
+    model = HistGradientBoostingClassifier(max_iter=max_iter, learning_rate=learning_rate,
+                                           random_state=seed)
+    model.fit(X, y.to_numpy(), sample_weight=sample_weight)
+    return model, {"train_accuracy": float(model.score(X, y.to_numpy()))}
 
 
-@pm.step(outputs=("model", "run_id"))
-def train(frame: pd.DataFrame, strategy: str, seed: int) -> tuple[Any, str]:
-    """Gradient boosting on the chosen rows, as a tracked run (linked to this execution)."""
-    params = {"model": "hist_gradient_boosting", "max_iter": 150, "learning_rate": 0.1,
-              "strategy": strategy, "seed": seed}
-    with pm.start_run(experiment="loan-approval", name=f"retrain-{strategy}", params=params,
-                      tags={"role": "retrained"}, store=_store()) as run:
-        run.log_dataset(frame[[*FEATURES, LABEL]], context="train", name="loan-recent-train")
-        model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1,
-                                               random_state=seed)
-        model.fit(frame[FEATURES], frame[LABEL].to_numpy(),
-                  sample_weight=frame["sample_weight"].to_numpy())
-        run.log_metric("train_accuracy", float(model.score(frame[FEATURES], frame[LABEL])))
-    context = pm.pipelines.current()
-    if context is not None:
-        context.set_run_id(run.id)
-        context.annotate_output(type="Model", properties={"run_id": run.id}, output="model")
-    return model, run.id
-
-
-@pm.step
-def gate_against_champion(model: Any, holdout: pd.DataFrame, champion: str) -> dict[str, Any]:
-    """Evaluate the new model and the champion on the same held-out rows; gate the new one."""
-    store = _store()
-    current_champion = pm.models.load(champion, store=store)
-    mine = pm.evaluate(model, holdout, label=LABEL, features=FEATURES, bootstrap=0)
-    theirs = pm.evaluate(current_champion, holdout, label=LABEL, features=FEATURES,
-                         bootstrap=0)
-    blessing = pm.gate(mine, RETRAIN_GATE, baselines={"champion": theirs})
-    return {"blessed": blessing.blessed,
-            "accuracy": float(mine.overall.metrics["accuracy"]),
-            "champion_accuracy": float(theirs.overall.metrics["accuracy"]),
-            "failures": [f.condition for f in blessing.failures]}
-
-
-@pm.step
-def register(model: Any, run_id: str, verdict: dict[str, Any], train_rows: pd.DataFrame
-             ) -> str:
-    """Register the new version (only a blessed one goes further)."""
-    if not verdict["blessed"]:
-        raise pm.InvalidInputError("gate", verdict["failures"],
-                                   "the retrained model must pass loan-retrain")
-    context = pm.pipelines.current()
-    version = pm.models.register(
-        MODEL_NAME, model, run=run_id,
-        input_example=train_rows[FEATURES].head(100), trusted=TRUSTED, store=_store(),
-        description="Loan approval, retrained on recent traffic after the concept change",
-        tags={"retrained": "true", "holdout_accuracy": round(verdict["accuracy"], 4)})
-    if context is not None:
-        context.annotate_output(type="ModelVersion", name=version.ref,
-                                properties={"model": MODEL_NAME, "version": version.version})
-    return version.ref
-
-
-@pm.step
-def shadow(endpoint: str, ref: str) -> int:
-    """Mirror live traffic to the new version (its answers logged, never returned)."""
-    from prodml.serving import endpoints as eps
-
-    served = eps.deploy(endpoint, ref, "shadow", percent=100, store=_store(),
-                        actor=f"pipeline:{PIPELINE}",
-                        reason="shadow the retrained model on live traffic")
-    return served.revision
-
-
-@pm.step(approval=True)  # a person decides when the shadow has seen enough
-def canary(endpoint: str, ref: str, shadow_revision: int, step_requests: int) -> int:
-    """Canary the new version 10% → 50% → 100% under guards; the controller promotes it."""
-    from prodml.serving import endpoints as eps
-
-    served = eps.deploy(endpoint, ref, "canary", steps=[10, 50, 100],
-                        step_every_requests=step_requests,
-                        guards={"max_error_rate": 0.01, "max_latency_p99_ms": 1000,
-                                "max_accuracy_drop": 0.05, "min_requests": step_requests},
-                        store=_store(), actor=f"pipeline:{PIPELINE}",
-                        reason=f"canary the retrained model (after shadow rev "
-                               f"{shadow_revision}): 10%, 50%, 100%")
-    return served.revision
+# The built-in deploy step, twice: a shadow first, then a canary a person must approve.
+shadow = pm.step(pm.steps.deploy.function, name="shadow")
+canary = pm.step(pm.steps.deploy.function, name="canary", approval=True)
 
 
 @pm.pipeline(name=PIPELINE)
@@ -163,12 +78,25 @@ def loan_retrain(endpoint: str = "loan", since: int = 0, strategy: str = "recent
                  window: int = 2000, seed: int = 42, champion: str = "loan@champion",
                  step_requests: int = 30) -> Any:
     traffic = labelled_traffic(endpoint, since)
-    rows, holdout = hold_out(traffic, strategy=strategy, window=window, seed=seed)
-    model, run_id = train(rows, strategy=strategy, seed=seed)
-    verdict = gate_against_champion(model, holdout, champion)
-    ref = register(model, run_id, verdict, rows)
-    revision = shadow(endpoint, ref)
-    return canary(endpoint, ref, revision, step_requests=step_requests)
+    rows = pm.steps.training_data(traffic, strategy=strategy, time_column="time",
+                                  window=window if strategy != "all" else None,
+                                  half_life="120s" if strategy == "weighted" else None)
+    fit_rows, holdout = pm.steps.split_train_test(rows, label=LABEL, test_size=0.25, seed=seed)
+    model = pm.steps.train(fit_rows, "prodml.demo.retraining:fit_gbm", label=LABEL,
+                           features=FEATURES, params={"seed": seed},
+                           experiment="loan-approval")
+    verdict = pm.steps.evaluate_gate(model, holdout, RETRAIN_GATE, label=LABEL,
+                                     baseline=champion, features=FEATURES)
+    version = pm.steps.register(model, MODEL_NAME, blessing=verdict, tags={"retrained": True},
+                                description="Loan approval, retrained on recent traffic "
+                                            "after the concept change")
+    shadow(version, endpoint, strategy="shadow", percent=100,
+           reason="shadow the retrained model on live traffic")
+    return canary(version, endpoint, strategy="canary", steps=[10, 50, 100],
+                  step_every_requests=step_requests,
+                  guards={"max_error_rate": 0.01, "max_latency_p99_ms": 1000,
+                          "max_accuracy_drop": 0.05, "min_requests": step_requests},
+                  reason="canary the retrained model: 10%, 50%, 100%")
 
 
 def arm(store: Store, *, since: int, window: int, strategy: str = "recent",
@@ -202,17 +130,25 @@ def finish_rollout(store: Store, started: dict[str, Any], traffic: pd.DataFrame,
     from prodml.serving import endpoints as eps
 
     run = pm.pipelines.get_run(started["run"], store=store)
-    ref = run.output("register")
+    if run.status != "waiting":  # stopped before the canary (e.g. the gate said no)
+        return {"alert": started["alert"], "pipeline_run": run.id, "pipeline_status":
+                run.status, "strategy": run.params.get("strategy", ""),
+                "steps": [{"step": e.step, "status": e.status, "seconds": e.duration_s}
+                          for e in run.executions],
+                "final": eps.get_endpoint(ENDPOINT, store=store).describe()}
+    ref = run.output("register")["ref"]
+    first_revision = eps.history(ENDPOINT, store=store, limit=1)[0].revision  # the shadow
+    outcome = run.output("evaluate_gate")
+    mine, theirs = outcome.evaluation.overall.metrics, outcome.baseline.overall.metrics
     act: dict[str, Any] = {"alert": started["alert"], "pipeline_run": run.id,
-                           "strategy": run.spec.get("params", {}).get("strategy", ""),
-                           "version": ref, "run": run.output("train", "run_id"), "why": "accuracy fell after the approval rule "
-                           "changed: learn from the traffic after the change only",
-                           "shadow_agreement": shadow_agreement(store, ref)}
-    first_revision = run.output("shadow")  # the rollout's history starts there
-    verdict = run.output("gate_against_champion")
-    act.update(blessed=verdict["blessed"],
-               gate=f"holdout accuracy {verdict['accuracy']:.3f} vs the champion's "
-                    f"{verdict['champion_accuracy']:.3f}")
+                           "strategy": run.params.get("strategy", ""), "version": ref,
+                           "run": run.step("train").run_id,
+                           "why": "accuracy fell after the approval rule changed: learn from "
+                                  "the traffic after the change only",
+                           "shadow_agreement": shadow_agreement(store, ref),
+                           "blessed": outcome.blessed,
+                           "gate": f"holdout accuracy {mine['accuracy']:.3f} vs the "
+                                   f"champion's {theirs['accuracy']:.3f}"}
     say(f"retraining run {run.id[:8]}: {ref} {act['gate']}; shadowed, waiting for approval "
         f"of its canary")
     pm.pipelines.approve(run.id, "canary", by="demo-operator",

@@ -73,8 +73,8 @@ def test_demo_closes_the_loop_from_the_alert_to_a_retrained_champion(demo_home):
     assert act["strategy"] == "recent" and act["blessed"] is True
     assert act["pipeline_status"] == "succeeded"
     assert [s["step"] for s in act["steps"]] == [
-        "labelled_traffic", "hold_out", "train", "gate_against_champion", "register",
-        "shadow", "canary"] and {s["status"] for s in act["steps"]} == {"succeeded"}
+        "labelled_traffic", "training_data", "split_train_test", "train", "evaluate_gate",
+        "register", "shadow", "canary"] and {s["status"] for s in act["steps"]} == {"succeeded"}
     assert [e["action"] for e in act["history"]][:2] == ["deploy", "deploy"]  # shadow, canary
     assert act["final"] == act["version"] == "loan/4"  # promoted by the canary's guards
     shown = json.loads(prodml(["models", "show", "loan@champion", "--json"], home).stdout)
