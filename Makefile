@@ -45,6 +45,7 @@ bench: env-dev
 	$(UV) pip install --quiet --python .venv-bench/bin/python -r requirements/bench-lock.txt
 	$(UV) pip install --quiet --python .venv-bench/bin/python --no-deps -e .
 	.venv-bench/bin/python benchmarks/tracking.py
+	.venv-bench/bin/python benchmarks/pipelines.py
 	$(BIN)/python benchmarks/profile.py
 	$(BIN)/python benchmarks/evaluation.py
 	$(BIN)/python benchmarks/labels.py

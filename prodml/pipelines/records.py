@@ -4,17 +4,20 @@ A run context is opened (running), each execution is written when it starts (wit
 artifacts and events), when it ends (outputs, events, status, logs, resources together), or
 at once when it is cached, waiting or skipped; the run is closed with its status. A failure
 in the middle of any of these leaves nothing of it behind. SQL is plain SQLAlchemy Core, so
-SQLite and PostgreSQL run the same statements.
+SQLite and PostgreSQL run the same statements; each statement is built once and executed with
+parameters, so SQLAlchemy compiles it once per process (the bookkeeping stays at a few
+milliseconds a step).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from prodml.pipelines.task import OutputMeta, TaskResult
 from prodml.store import Store, now_ms
@@ -98,8 +101,7 @@ def close_run(store: Store, run_id: str, status: str, error: str | None,
     now = now_ms()
     with store.write() as conn:
         for spec in skipped:
-            conn.execute(t.executions.insert().values(
-                **_row(spec), status="skipped", started_at=now, ended_at=now))
+            _insert_execution(conn, spec, status="skipped", started_at=now, ended_at=now)
         conn.execute(update(t.pipeline_contexts).where(t.pipeline_contexts.c.id == run_id)
                      .values(status=status, error=error,
                              ended_at=None if status == "waiting" else now))
@@ -115,12 +117,11 @@ def start_execution(store: Store, spec: ExecutionSpec, inputs: list[InputBinding
     now = now_ms()
     with store.write() as conn:
         if execution_id is None:
-            execution_id = conn.execute(t.executions.insert().values(
-                **_row(spec), status="running", started_at=now, approval=approval)
-            ).inserted_primary_key[0]
+            execution_id = _insert_execution(conn, spec, status="running", started_at=now,
+                                             approval=approval)
         else:
-            conn.execute(update(t.executions).where(t.executions.c.id == execution_id)
-                         .values(status="running", started_at=now))
+            conn.execute(_UPDATE_EXECUTION, {"eid": execution_id, "status": "running",
+                                             "started_at": now})
         ids = _record_inputs(conn, store, execution_id, inputs, now)
     return execution_id, ids
 
@@ -135,10 +136,10 @@ def finish_execution(store: Store, execution_id: int, result: TaskResult
             ids[output.name] = artifact_id(conn, store, _output_spec(output))
             _event(conn, store, execution_id, "output", output.name, ids[output.name],
                    position, now)
-        conn.execute(update(t.executions).where(t.executions.c.id == execution_id).values(
-            status="failed" if result.error else "succeeded", ended_at=result.ended_at or now,
-            logs=result.logs or None, resources=result.resources, error=result.error,
-            run_id=result.run_id))
+        conn.execute(_UPDATE_EXECUTION, {
+            "eid": execution_id, "status": "failed" if result.error else "succeeded",
+            "ended_at": result.ended_at or now, "logs": result.logs or None,
+            "resources": result.resources, "error": result.error, "run_id": result.run_id})
     return ids
 
 
@@ -147,9 +148,8 @@ def record_cached(store: Store, spec: ExecutionSpec, inputs: list[InputBinding],
     """An execution that reused ``origin``'s outputs instead of running."""
     now = now_ms()
     with store.write() as conn:
-        execution_id = conn.execute(t.executions.insert().values(
-            **_row(spec), status="cached", cached_from=origin, started_at=now, ended_at=now)
-        ).inserted_primary_key[0]
+        execution_id = _insert_execution(conn, spec, status="cached", cached_from=origin,
+                                         started_at=now, ended_at=now)
         _record_inputs(conn, store, execution_id, inputs, now)
         for position, output in enumerate(outputs):
             _event(conn, store, execution_id, "output", output.name, output.artifact_id,
@@ -161,9 +161,8 @@ def record_waiting(store: Store, spec: ExecutionSpec) -> int:
     """An execution that waits for someone's approval before it runs."""
     now = now_ms()
     with store.write() as conn:
-        return conn.execute(t.executions.insert().values(
-            **_row(spec), status="waiting", started_at=now,
-            approval={"required": True, "decision": None})).inserted_primary_key[0]
+        return _insert_execution(conn, spec, status="waiting", started_at=now,
+                                 approval={"required": True, "decision": None})
 
 
 def find_cached(store: Store, cache_key: str) -> tuple[int, list[CachedOutput]] | None:
@@ -191,13 +190,14 @@ def find_cached(store: Store, cache_key: str) -> tuple[int, list[CachedOutput]] 
 
 def artifact_id(conn: Connection, store: Store, spec: ArtifactSpec) -> int:
     """Find or create the artifact (type, digest); new properties are merged in."""
-    a = t.lineage_artifacts
-    conn.execute(store.insert(a).values(
-        type=spec.type, digest=spec.digest, uri=spec.uri, name=spec.name,
-        blob_sha256=spec.blob_sha256, properties=spec.properties or {}, created_at=now_ms()
-    ).on_conflict_do_nothing(index_elements=["type", "digest"]))
-    row = conn.execute(select(a.c.id, a.c.blob_sha256, a.c.properties, a.c.uri)
-                       .where(a.c.type == spec.type, a.c.digest == spec.digest)).one()
+    key = {"type_": spec.type, "digest_": spec.digest}
+    row = conn.execute(_FIND_ARTIFACT, key).first()
+    if row is None:
+        conn.execute(_insert_artifact(store.dialect), {
+            "type": spec.type, "digest": spec.digest, "uri": spec.uri, "name": spec.name,
+            "blob_sha256": spec.blob_sha256, "properties": spec.properties or {},
+            "created_at": now_ms()})
+        row = conn.execute(_FIND_ARTIFACT, key).one()  # ours, or a concurrent writer's
     merged = {**(row.properties or {}), **(spec.properties or {})}
     changes: dict[str, Any] = {}
     if merged != (row.properties or {}):
@@ -207,6 +207,7 @@ def artifact_id(conn: Connection, store: Store, spec: ArtifactSpec) -> int:
     if row.uri is None and spec.uri is not None:
         changes["uri"] = spec.uri
     if changes:
+        a = t.lineage_artifacts
         conn.execute(update(a).where(a.c.id == row.id).values(**changes))
     return int(row.id)
 
@@ -226,10 +227,10 @@ def _record_inputs(conn: Connection, store: Store, execution_id: int,
 
 def _event(conn: Connection, store: Store, execution_id: int, kind: str, name: str,
            artifact: int, position: int, now: int) -> None:
-    conn.execute(store.insert(t.events).values(
-        execution_id=execution_id, kind=kind, name=name, artifact_id=artifact,
-        position=position, created_at=now).on_conflict_do_nothing(
-        index_elements=["execution_id", "kind", "name"]))
+    # (execution, kind, name) is new: an execution's events are written once, with it
+    conn.execute(_INSERT_EVENT, {"execution_id": execution_id, "kind": kind, "name": name,
+                                 "artifact_id": artifact, "position": position,
+                                 "created_at": now})
 
 
 def _output_spec(output: OutputMeta) -> ArtifactSpec:
@@ -237,7 +238,30 @@ def _output_spec(output: OutputMeta) -> ArtifactSpec:
                         output.sha256, output.properties)
 
 
-def _row(spec: ExecutionSpec) -> dict[str, Any]:
-    return {"context_id": spec.context_id, "step": spec.step, "function": spec.function,
-            "code_digest": spec.code_digest, "params": spec.params,
-            "cache_key": spec.cache_key}
+def _insert_execution(conn: Connection, spec: ExecutionSpec, **values: Any) -> int:
+    row = {column: None for column in _EXECUTION_COLUMNS}
+    row.update(context_id=spec.context_id, step=spec.step, function=spec.function,
+               code_digest=spec.code_digest, params=spec.params, cache_key=spec.cache_key,
+               **values)
+    return int(conn.execute(_INSERT_EXECUTION, row).inserted_primary_key[0])
+
+
+# Statements built once: executed with parameters, SQLAlchemy compiles each once.
+_EXECUTION_COLUMNS = [c.name for c in t.executions.columns if c.name != "id"]
+_INSERT_EXECUTION = t.executions.insert()
+_UPDATE_EXECUTION = update(t.executions).where(t.executions.c.id == bindparam("eid"))
+_INSERT_EVENT = t.events.insert()
+_FIND_ARTIFACT = select(t.lineage_artifacts.c.id, t.lineage_artifacts.c.blob_sha256,
+                        t.lineage_artifacts.c.properties, t.lineage_artifacts.c.uri).where(
+    t.lineage_artifacts.c.type == bindparam("type_"),
+    t.lineage_artifacts.c.digest == bindparam("digest_"))
+
+
+@functools.lru_cache(maxsize=4)
+def _insert_artifact(dialect: str) -> Any:
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(t.lineage_artifacts).on_conflict_do_nothing(
+        index_elements=["type", "digest"])

@@ -10,7 +10,6 @@ driver records it like any other outcome. Nothing here writes to the database.
 from __future__ import annotations
 
 import inspect
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -20,6 +19,7 @@ from prodml.errors import InvalidInputError, ProdmlError
 from prodml.pipelines.capture import capture
 from prodml.pipelines.context import StepContext, _enter
 from prodml.pipelines.graph import substitute
+from prodml.pipelines.meter import StepMeter
 from prodml.pipelines.step import Step
 from prodml.pipelines.values import default_type, describe, deserialize, serialize
 
@@ -103,12 +103,9 @@ def execute(task: StepTask, inputs: dict[str, Any], results: dict[str, TaskResul
     ``inputs`` maps each input slot to a Produced, Stored or Given reference; ``results``
     holds the results of the upstream steps that ran (Dask turns its futures into them).
     """
-    from prodml.tracking.resources import ResourceMeter
-
     context = task.context
     result = TaskResult(started_at=time.time_ns() // 1_000_000)
-    meter = ResourceMeter().start()
-    cpu0 = time.thread_time()
+    meter = StepMeter()
     previous = _enter(context)
     try:
         with capture() as logs:
@@ -131,13 +128,9 @@ def execute(task: StepTask, inputs: dict[str, Any], results: dict[str, TaskResul
         result.logs = logs.text()
     finally:
         _enter(previous)
-        use = meter.stop()
+        result.resources = meter.stop()
     result.ended_at = time.time_ns() // 1_000_000
     result.run_id = context.run_id
-    result.resources = {"wall_s": round(use.wall_time_s, 6),
-                        "cpu_s": round(time.thread_time() - cpu0, 6),
-                        "peak_memory_mb": round(use.peak_memory_bytes / 2**20, 1),
-                        "worker": threading.current_thread().name}
     return result
 
 
