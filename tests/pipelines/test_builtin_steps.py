@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 import prodml as pm
 from prodml.data.schema import infer_schema
-from prodml.serving import endpoints as eps
 from prodml.serving import deployment as d
+from prodml.serving import endpoints as eps
 from prodml.store import tables as t
 
 FEATURES = ["age", "income"]
@@ -227,7 +227,7 @@ def test_a_failed_gate_stops_before_the_registry(store, csv_path):
     assert kept["results"][0]["passed"] is False and kept["results"][0]["observed"] < 0.999
     assert run.step("register").status == run.step("deploy").status == "skipped"
     assert pm.models.search(name="loan", store=store) == []
-    with pytest.raises(Exception):
+    with pytest.raises(pm.NotFoundError):
         eps.get_endpoint("loan-ep", store=store)
 
 
