@@ -33,7 +33,7 @@ from typing import Any
 os.environ.setdefault("DO_NOT_TRACK", "1")  # kedro-telemetry (only used by its CLI hooks)
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 
-import prodml as pm  # noqa: E402
+import prodml as pm
 
 TARGET_MS = 20.0
 

@@ -43,7 +43,7 @@ _LAZY = {
     "on_alert": "prodml.pipelines.triggers",
 }
 
-__all__ = sorted(["Pipeline", "Step", "StepOutput", "pipeline", "step", *_LAZY])
+__all__ = ["Pipeline", "Step", "StepOutput", "pipeline", "step", *_LAZY]  # noqa: PLE0604
 
 
 def __getattr__(name: str) -> Any:

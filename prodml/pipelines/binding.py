@@ -23,7 +23,6 @@ from prodml.pipelines.step import StepOutput
 from prodml.pipelines.task import Given, Slot
 from prodml.pipelines.values import canonical_json, default_type, describe, is_json, serialize
 
-
 NOT_PARAM = object()
 
 

@@ -69,7 +69,7 @@ class StepContext:
             raise InvalidInputError("run_id", run_id, "must be a run id")
         self.run_id = run_id
 
-    def annotate_output(self, *, type: str | None = None,  # noqa: A002 - MLMD's word
+    def annotate_output(self, *, type: str | None = None,  # MLMD calls it the type
                         properties: dict[str, Any] | None = None, name: str | None = None,
                         output: str | None = None) -> None:
         """Give an output artifact a type and properties (merged over the defaults).

@@ -67,7 +67,7 @@ def _load_file(location: str, target: str):  # type: ignore[no-untyped-def]
         sys.path.insert(0, str(path.parent))  # the file's own imports of its neighbours
     try:
         spec.loader.exec_module(module)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - the user's file: one line, not a traceback
         sys.modules.pop(module_name, None)
         raise InvalidInputError("target", target,
                                 f"loading it raised {type(error).__name__}: {error}") from None

@@ -69,10 +69,10 @@ class Pipeline:
         """Defaults overridden by ``params``; an unknown or missing parameter is an error."""
         given = dict(params or {})
         known = self.params
-        for key in given:
+        for key, value in given.items():
             if key not in known:
                 raise InvalidInputError(
-                    f"params.{key}", given[key], f"not a parameter of pipeline {self.name} "
+                    f"params.{key}", value, f"not a parameter of pipeline {self.name} "
                     f"(its parameters: {', '.join(known) or 'none'})")
         resolved = {**{k: v for k, v in known.items() if v is not inspect.Parameter.empty},
                     **given}

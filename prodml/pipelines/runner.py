@@ -21,7 +21,7 @@ from prodml.pipelines.engines import Engine, open_engine
 from prodml.pipelines.graph import Graph, Node
 from prodml.pipelines.records import ExecutionSpec
 from prodml.pipelines.results import PipelineRun, get_run
-from prodml.pipelines.task import Produced, Stored, StepTask, TaskResult
+from prodml.pipelines.task import Produced, StepTask, Stored, TaskResult
 from prodml.pipelines.values import is_json
 from prodml.store import Store, get_store
 

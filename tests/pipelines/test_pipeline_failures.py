@@ -192,8 +192,8 @@ def test_tracing_errors_record_nothing(store):
     @pm.pipeline
     def branching():
         if one(1):
-            return None
-        return None
+            return
+        return
 
     with pytest.raises(pm.InvalidInputError, match="does not match one"):
         wrong.run(store=store)
