@@ -130,6 +130,12 @@ def _print_demo(result: Any, model_name: str) -> None:
                   f"{'[bold red]detected[/]' if result.drift['dataset_drift'] else 'not detected'}"
                   " (at >= 50% of features)")
     console.print(f"drift report {result.drift_report}")
+    if result.validation:
+        columns = sorted({a.get("column") for a in result.validation["anomalies"]} - {None})
+        console.print(f"schema check of that stretch: {result.validation['headline']}"
+                      + (f" ({', '.join(columns)} out of the training ranges)" if columns
+                         else "") + f"; report {result.validation['report']}",
+                      highlight=False)
     _print_serving(result.serving)
     _print_retraining(result.retraining)
     console.print(f"[bold]summary[/]    {result.summary_report}")

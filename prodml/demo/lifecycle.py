@@ -21,6 +21,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from prodml.data.drift import drift
+from prodml.data.schema import infer_schema
+from prodml.data.validate import validate
 from prodml.demo.data import FEATURES, LABEL, loan_applications
 from prodml.demo.labelling import labelling_story
 from prodml.demo.summary import write_summary
@@ -52,6 +54,7 @@ class DemoResult:
     training_profile: dict[str, Any] = field(default_factory=dict)  # rows, columns, digest
     drift: dict[str, Any] = field(default_factory=dict)  # verdict on a later stretch
     drift_report: str = ""  # path of the HTML report
+    validation: dict[str, Any] = field(default_factory=dict)  # later data vs the schema
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> verdict
     evaluation_report: str = ""  # the blessed version's HTML evaluation
     serving: dict[str, Any] = field(default_factory=dict)  # the serving act (see serve=)
@@ -198,6 +201,17 @@ def _acts(result: DemoResult, store: Store, rows: int, seed: int, server: Any, f
                     "methods": {c.name: c.method for c in report.columns},
                     "headline": report.headline()}
     result.drift_report = str(path)
+    # The schema proposed from the champion's training profile, checked on the later
+    # stretch: inflated money columns fall outside the ranges seen in training.
+    schema = infer_schema(reference)
+    checked = validate(later, schema)
+    path = reports / "loan-validation.html"
+    path.write_text(checked.to_html("Later applications against the training schema"))
+    result.validation = {"ok": checked.ok, "headline": checked.headline(),
+                         "anomalies": [a.to_dict() for a in checked.errors + checked.warnings],
+                         "report": str(path)}
+    say(f"validating the later stretch against the schema inferred from the training "
+        f"profile: {checked.headline()}")
     if server is not None:
         result.serving = _serving_act(store, train, test, seed, baseline_eval, server, say)
         result.runs["challenger"] = result.serving.pop("run")

@@ -138,6 +138,7 @@ def _retraining(r: dict[str, Any]) -> str:
 def _links(r: dict[str, Any]) -> str:
     links = [(name, r.get(key)) for name, key in (("evaluation report", "evaluation_report"),
                                                   ("drift report", "drift_report"))]
+    links.append(("validation report", (r.get("validation") or {}).get("report")))
     url = r.get("dashboard_url")
     if url:
         links += [("dashboard: endpoint loan", f"{url}/ui/endpoints/loan"),
