@@ -28,11 +28,12 @@ from typing import Any
 
 KINDS = ("prediction", "predictions", "endpoint", "model_version", "run", "dataset",
          "labeler", "source", "artifact", "execution", "pipeline_run")
+UNDIRECTED = ("same", "ran")  # one thing's two records; a pipeline run and its steps
 # How an edge reads from its target back to its source (the upward tree).
 _BACK = {"read": "read", "wrote": "written by", "input": "trained on", "registered":
          "registered from", "deployed": "deployed from", "answered": "answered by",
          "labeled": "labeled by", "loaded": "loaded from", "same": "same as",
-         "ran": "in pipeline run", "routed": "routed by"}
+         "routed": "routed by"}
 
 
 @dataclass(frozen=True)
@@ -133,50 +134,55 @@ class LineageGraph:
                 "edges": [e.to_dict() for e in self.edges]}
 
     def to_text(self) -> str:
-        """A tree from the roots, following edges the way the walk went; a node met again
-        is shown once more by name with ``(see above)``."""
-        forward: dict[str, list[LineageEdge]] = {}
+        """A tree from the roots, following edges the way the walk went (``same`` and
+        ``ran`` edges either way); a node met again is named with ``(see above)``."""
+        forward: dict[str, list[tuple[str, LineageEdge]]] = {}
         for edge in self.edges:
-            start = edge.source if self.direction == "down" else edge.target
-            forward.setdefault(start, []).append(edge)
+            ahead = (edge.source, edge.target) if self.direction == "down" else (edge.target,
+                                                                                 edge.source)
+            forward.setdefault(ahead[0], []).append((ahead[1], edge))
+            if edge.relation in UNDIRECTED:
+                forward.setdefault(ahead[1], []).append((ahead[0], edge))
         lines: list[str] = []
         seen: set[str] = set()
         for root in self.roots:
-            if root in self.nodes:
+            if root in self.nodes and root not in seen:
                 lines.extend(self._tree(root, forward, seen))
         return "\n".join(lines)
 
-    def _tree(self, root: str, forward: dict[str, list[LineageEdge]], seen: set[str]
-              ) -> Iterator[str]:
+    def _tree(self, root: str, forward: dict[str, list[tuple[str, LineageEdge]]],
+              seen: set[str]) -> Iterator[str]:
         seen.add(root)
         yield describe(self.nodes[root])
-        stack: list[tuple[str, str, list[LineageEdge], int]] = [
-            (root, "", self._ordered(forward.get(root, [])), 0)]
+        stack = [("", self._ordered(forward.get(root, []), seen), 0)]
         while stack:
-            key, prefix, children, index = stack.pop()
+            prefix, children, index = stack.pop()
             if index >= len(children):
                 continue
-            stack.append((key, prefix, children, index + 1))
-            edge = children[index]
+            stack.append((prefix, children, index + 1))
+            other, edge = children[index]
             last = index == len(children) - 1
-            other = edge.target if self.direction == "down" else edge.source
-            verb = edge.relation if self.direction == "down" else _BACK.get(edge.relation,
-                                                                           edge.relation)
+            verb = edge.relation if self.direction == "down" or edge.relation in UNDIRECTED \
+                else _BACK.get(edge.relation, edge.relation)
             repeated = other in seen
+            if repeated and edge.relation in UNDIRECTED:
+                continue  # the other record of the same thing, already shown
             note = edge_note(edge)
             yield (f"{prefix}{'└── ' if last else '├── '}{verb}"
                    + (f" [{note}]" if note else "") + f": {describe(self.nodes[other])}"
                    + (" (see above)" if repeated else ""))
             if not repeated:
                 seen.add(other)
-                stack.append((other, prefix + ("    " if last else "│   "),
-                              self._ordered(forward.get(other, [])), 0))
+                stack.append((prefix + ("    " if last else "│   "),
+                              self._ordered(forward.get(other, []), seen), 0))
 
-    def _ordered(self, edges: list[LineageEdge]) -> list[LineageEdge]:
-        other = (lambda e: e.target) if self.direction == "down" else (lambda e: e.source)
-        return sorted(edges, key=lambda e: (KINDS.index(self.nodes[other(e)].kind)
-                                            if self.nodes[other(e)].kind in KINDS else 99,
-                                            other(e)))
+    def _ordered(self, children: list[tuple[str, LineageEdge]], seen: set[str]
+                 ) -> list[tuple[str, LineageEdge]]:
+        def order(child: tuple[str, LineageEdge]) -> tuple[int, str]:
+            kind = self.nodes[child[0]].kind
+            return (KINDS.index(kind) if kind in KINDS else 99, child[0])
+        return sorted((c for c in children if c[1].relation not in UNDIRECTED
+                       or c[0] not in seen), key=order)
 
 
 def _ref_order(ref: str) -> tuple[str, int]:
