@@ -157,3 +157,18 @@ def test_rerun_affected_reruns_only_the_steps_downstream_of_the_source(world, st
     assert pm.lineage(world["source_a"], "down", store=store).models() == ["ip-a/1", "ip-ab/1"]
     fixed = pm.lineage(str(world["a"]), "down", store=store).models()
     assert fixed == ["ip-a/1", "ip-a/2", "ip-ab/1", "ip-ab/2"]
+
+
+def test_a_pipeline_run_and_an_execution_are_refs_too(world, store):
+    run_id = world["run"].id
+    graph = pm.lineage(run_id[:12], "down", store=store)
+    assert graph.roots == (f"pipeline_run:{run_id}",)
+    # what it made, and what used it: the B-only pipeline's model reads the same B features
+    assert graph.models() == ["ip-a/1", "ip-ab/1", "ip-b/1", "ip-b-only/1"]
+    assert graph.to_text().splitlines()[0].startswith("pipeline run blacklist")
+    up = pm.lineage(run_id, "up", store=store)
+    assert sorted(n.properties["uri"] for n in up.artifacts("Source")) == sorted(
+        [str(world["a"]), str(world["b"])])
+    combine_step = next(e for e in world["run"].executions if e.step == "combine")
+    below = pm.lineage(f"execution:{combine_step.id}", "down", store=store)
+    assert below.models() == ["ip-ab/1"]
