@@ -222,3 +222,29 @@ def test_bad_engine_and_scheduler(store):
         single.run(store=store, engine="spark")
     with pytest.raises(pm.InvalidInputError, match="only the dask engine"):
         single.run(store=store, scheduler="tcp://127.0.0.1:1")
+
+
+def test_handles_inside_lists_and_dicts(store):
+    @pm.step
+    def part(i: int) -> list:
+        return [i] * i
+
+    @pm.step
+    def combine(parts: list, weights: dict) -> int:
+        return sum(len(p) * weights["each"] for p in parts) + len(weights["extra"][0])
+
+    @pm.pipeline
+    def fan_in(k: int = 3):
+        parts = [part(i) for i in range(1, k + 1)]
+        return combine(parts, weights={"each": 10, "extra": [part(4)]})
+
+    run = fan_in.run(store=store)
+    assert run.status == "succeeded", run.error
+    assert run.output("combine") == 60 + 4
+    combined = run.step("combine")
+    assert [i.name for i in combined.inputs] == ["parts[0]", "parts[1]", "parts[2]",
+                                                 "weights.extra[0]"]
+    assert combined.params == {"parts": [{"$input": "parts[0]"}, {"$input": "parts[1]"},
+                                         {"$input": "parts[2]"}],
+                               "weights": {"each": 10, "extra": [{"$input": "weights.extra[0]"}]}}
+    assert [e.step for e in run.executions][:4] == ["part", "part_2", "part_3", "part_4"]
