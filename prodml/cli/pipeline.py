@@ -83,12 +83,17 @@ def run_command(
 
 
 @app.command("resume")
-def resume_command(run_id: Annotated[str, typer.Argument(help="The waiting run (or a prefix).")],
-                   as_json: JsonFlag = False) -> None:
+def resume_command(
+        run_id: Annotated[str, typer.Argument(help="The waiting run (or a prefix).")],
+        engine: Annotated[str | None, typer.Option(
+            help="local or dask (default: the engine the run started on).")] = None,
+        scheduler: Annotated[str | None, typer.Option(
+            help="Dask scheduler address; none: a local cluster.")] = None,
+        as_json: JsonFlag = False) -> None:
     """Run a waiting run on after its steps were approved."""
     from prodml.pipelines.approvals import resume
 
-    _report(resume(run_id), as_json)
+    _report(resume(run_id, engine=engine, scheduler=scheduler), as_json)
 
 
 @app.command("approve")

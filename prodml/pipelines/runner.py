@@ -60,7 +60,10 @@ def resume_run(pipeline: Pipeline, run: PipelineRun, *, store: Store, engine: st
                scheduler: Any, max_workers: int | None) -> PipelineRun:
     """Drive a waiting run again: done steps are kept, approved steps run, the rest follow."""
     graph = pipeline.trace(run.params)
-    runner = open_engine(engine or run.spec.get("engine", "local"), scheduler, max_workers)
+    if engine is None:  # as it started: same engine, same scheduler address if it had one
+        engine, scheduler = run.spec.get("engine", "local"), scheduler or run.spec.get(
+            "scheduler")
+    runner = open_engine(engine, scheduler, max_workers)
     earlier = Earlier({e.step: e for e in run.executions})
     try:
         records.reopen_run(store, run.id)
