@@ -203,7 +203,9 @@ def test_dask_engine_failure_skips_downstream(store, dask_client):
     def exploding():
         return after(boom())
 
-    run = exploding.run(store=store, engine="dask", scheduler=dask_client)
+    # by address this time: the engine opens (and closes) its own client
+    run = exploding.run(store=store, engine="dask", scheduler=dask_client.scheduler.address)
+    assert run.spec["scheduler"] == dask_client.scheduler.address
     assert run.status == "failed"
     assert run.error == "step boom failed: RuntimeError: worker says no"
     assert [e.status for e in run.executions] == ["failed", "skipped"]
