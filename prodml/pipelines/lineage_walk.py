@@ -104,6 +104,9 @@ def _same(conn: Connection, graph: LineageGraph, keys: list[str], roots: set[str
         ref = _model_ref(props)
         if ref:
             edges.append((node.key, f"model_version:{ref}", "same", {}))
+        if node.properties.get("type") == "Deployment" and props.get("endpoint"):
+            # one way only: an endpoint's other deployments are not this one's records
+            edges.append((node.key, f"endpoint:{props['endpoint']}", "same", {}))
     for chunk in _chunks(groups.get("dataset", [])):
         edges += [(f"artifact:{i}", f"dataset:{d}", "same", {}) for i, d in conn.execute(
             select(A.c.id, A.c.properties["dataset_digest"].as_string())

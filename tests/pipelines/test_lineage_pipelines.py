@@ -63,6 +63,19 @@ def blacklist(a: str = "", b: str = ""):
             train(combine(frame_a, frame_b), model="ip-ab"))
 
 
+def fit(X, y):
+    return DecisionTreeClassifier(random_state=0).fit(X, y)
+
+
+@pm.pipeline(name="ip-release")
+def release(source: str = ""):
+    """The built-in steps from a file to an endpoint."""
+    train_part, _test = pm.steps.split_train_test(features(pm.steps.ingest(Source(source))),
+                                                  label="blacklisted", test_size=0.25)
+    model = pm.steps.train(train_part, fit, label="blacklisted", exclude=["ip"])
+    return pm.steps.deploy(pm.steps.register(model, "ip-release"), "ip-release")
+
+
 @pm.pipeline(name="blacklist-b")
 def blacklist_b(b: str = ""):
     return train(features(load(Source(b))), model="ip-b-only")
@@ -172,3 +185,34 @@ def test_a_pipeline_run_and_an_execution_are_refs_too(world, store):
     combine_step = next(e for e in world["run"].executions if e.step == "combine")
     below = pm.lineage(f"execution:{combine_step.id}", "down", store=store)
     assert below.models() == ["ip-ab/1"]
+
+
+def test_a_prediction_of_a_model_the_built_in_steps_released_reaches_its_source(store, tmp_path):
+    path = tmp_path / "release.csv"
+    _write(path, wrong=False)
+    run = release.run(params={"source": str(path)}, store=store)
+    assert run.status == "succeeded", run
+    log = PredictionLog(store)
+    pid = new_prediction_id()
+    log.write_sync(PredictionRecord(pid, now_ms(), "ip-release", "ip-release", 1, "primary", 1,
+                                    None, {"blacklisted": 0}, 1, None, 0.9, 1.0, "ok"))
+    log.close()
+    graph = pm.lineage(pid, "up", store=store)
+    assert graph.models() == ["ip-release/1"]
+    assert [n.properties["uri"] for n in graph.artifacts("Source")] == [str(path)]
+    (tracked,) = graph.nodes_of("run")
+    trained_on = [e.source.partition(":")[2] for e in graph.edges
+                  if e.relation == "input" and e.target == tracked.key]
+    split_train = next(e for e in run.executions if e.step == "split_train_test"
+                       ).output("train").properties["dataset_digest"]
+    assert trained_on == [split_train]  # the split's train part, by digest
+    ingested = next(e for e in run.executions if e.step == "ingest"
+                    ).output().properties["dataset_digest"]
+    assert {n.id for n in graph.nodes_of("dataset")} == {split_train, ingested}
+    steps = {n.properties["step"] for n in graph.nodes_of("execution")}
+    assert steps == {"ingest", "features", "split_train_test", "train", "register"}
+    down = pm.lineage(str(path), "down", store=store)
+    assert down.models() == ["ip-release/1"]
+    assert [(n.id, n.properties["count"]) for n in down.nodes_of("predictions")] == [
+        ("ip-release/1@ip-release", 1)]
+    assert "endpoint:ip-release" in pm.lineage(f"pipeline_run:{run.id}", "down", store=store)
