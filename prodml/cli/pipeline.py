@@ -148,6 +148,8 @@ def runs_command(
 
 @app.command("show")
 def show_command(run_id: Annotated[str, typer.Argument(help="A run id (or a prefix).")],
+                 logs: Annotated[bool, typer.Option(
+                     "--logs", help="Also print what each step printed and logged.")] = False,
                  as_json: JsonFlag = False) -> None:
     """One run: its steps with status, cache source, duration, inputs and outputs."""
     from prodml.pipelines.results import get_run
@@ -163,6 +165,10 @@ def show_command(run_id: Annotated[str, typer.Argument(help="A run id (or a pref
                   f"{run.spec.get('engine', 'local')} · {escape(str(run.spec.get('target')))}",
                   highlight=False)
     _steps_table(run, details=True)
+    for e in run.executions if logs else []:
+        if e.logs:
+            console.rule(f"{escape(e.step)} ({e.status})")
+            console.print(e.logs.rstrip("\n"), highlight=False, markup=False)
     if run.error:
         console.print(f"[red]error:[/] {escape(run.error)}", highlight=False)
 

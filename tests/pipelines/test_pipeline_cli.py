@@ -88,9 +88,11 @@ def test_run_twice_then_runs_and_show(project, capsys, monkeypatch):
                               monkeypatch)
     assert code == 0
     assert [r["steps"] for r in json.loads(out)] == [{"cached": 2}, {"succeeded": 2}]
-    code, out, err = in_process(["show", run["id"][:8]], project, capsys, monkeypatch)
+    code, out, err = in_process(["show", run["id"][:8], "--logs"], project, capsys,
+                                monkeypatch)
     assert code == 0, err
     assert "numbers run " + run["id"] in out
+    assert "load (succeeded)" in out and "loading 4" in out
     assert "values=Value:" in out and "output=Value:" in out
 
 
