@@ -106,6 +106,22 @@ def rerun_affected(artifact: str, *, store: Store | None = None, engine: str = "
 
     ``artifact`` is any lineage ref (``artifact:12``, a source path, a dataset digest); each
     new run is triggered by ``rerun:<artifact>``. Returns the new runs, oldest spec first.
+
+    >>> import pathlib, tempfile, prodml as pm
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "blacklist.csv"
+    >>> _ = path.write_text("ip\\n10.0.0.1\\n10.0.0.2\\n")
+    >>> @pm.step
+    ... def blocked(source) -> int:
+    ...     return len(pathlib.Path(source).read_text().splitlines()) - 1
+    >>> @pm.pipeline(name="blacklist-doc")
+    ... def blacklist(src: str = str(path)):
+    ...     return blocked(pm.pipelines.Source(src))
+    >>> first = blacklist.run()
+    >>> source = f"artifact:{first.executions[0].inputs[0].id}"
+    >>> _ = path.write_text("ip\\n10.0.0.1\\n")   # one address was blacklisted by mistake
+    >>> [(run.triggered_by == f"rerun:{source}", run.output("blocked"))
+    ...  for run in pm.rerun_affected(source)]
+    [(True, 1)]
     """
     store = store or get_store()
     with store.read() as conn:
