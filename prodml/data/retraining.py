@@ -5,7 +5,8 @@ After a change (drift in the inputs, or a new concept), there are three ways to 
 - ``"all"``: every row, before and after the change, each with weight 1;
 - ``"weighted"``: every row (or every row in ``window``), the recent ones counting more: a row
   ``age`` old weighs ``0.5 ** (age / half_life)``, so the newest row weighs 1 and a row one
-  half-life old weighs 0.5;
+  half-life old weighs 0.5 (past about 1,074 half-lives the weight underflows to 0: kept,
+  but it no longer counts; ``effective_rows`` says how many rows do);
 - ``"recent"``: only the rows in ``window`` (a duration such as ``"30d"``, or a row count),
   dropping the past, each with weight 1.
 

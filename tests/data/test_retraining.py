@@ -200,7 +200,10 @@ def test_properties(offsets, strategy, window, by_count, half_life):
         expected = times >= now - np.timedelta64(window, "m")
         assert np.array_equal(np.sort(kept), np.sort(times[expected]))
     w = result.sample_weight
-    assert ((w > 0) & (w <= 1)).all()
+    assert ((w >= 0) & (w <= 1)).all()  # 0 only where 0.5 ** (age / half_life) underflows
+    if strategy == "weighted":
+        ages = (now - kept) / np.timedelta64(half_life, "m")
+        assert (w[ages < 1000] > 0).all()
     if strategy == "weighted":  # newer rows never weigh less
         order = np.argsort(kept, kind="stable")
         assert (np.diff(w[order]) >= -1e-15).all()
