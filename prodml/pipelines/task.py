@@ -10,6 +10,7 @@ driver records it like any other outcome. Nothing here writes to the database.
 from __future__ import annotations
 
 import inspect
+import pickle
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -135,8 +136,17 @@ def execute(task: StepTask, inputs: dict[str, Any], results: dict[str, TaskResul
 
 
 def meta_of(result: TaskResult) -> TaskResult:
-    """The result without its values (what a Dask driver fetches)."""
-    return result.without_values()
+    """The result without its values (what a Dask driver fetches).
+
+    An exception that cannot be pickled stays behind; its text is in ``error`` already.
+    """
+    meta = result.without_values()
+    if meta.exception is not None:
+        try:
+            pickle.dumps(meta.exception)
+        except Exception:  # noqa: BLE001 - any reason it cannot travel
+            meta.exception = None
+    return meta
 
 
 def _describe(error: BaseException) -> str:
