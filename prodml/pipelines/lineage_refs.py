@@ -49,7 +49,7 @@ def resolve(conn: Connection, ref: str) -> tuple[str, ...]:
     if not text:
         raise UnknownRefError(str(ref), "must be a non-empty string")
     kind, _, rest = text.partition(":")
-    if kind in EXPLICIT and rest and not rest.startswith("/"):
+    if kind in EXPLICIT and rest:
         found = _explicit(conn, kind, rest)
     elif MODEL_REF.match(text) and (found := _model(conn, text)):
         pass

@@ -124,6 +124,9 @@ def test_refs_name_models_runs_datasets_sources_and_labelers(served):
     assert answered[0].properties["routes"] == {"primary": 5}
     # from the file itself, and from a labeler: the same models, their predictions
     assert pm.lineage(str(served["v1"]), "down").models() == [served["ref1"]]
+    assert pm.lineage(f"source:{served['v1']}", "down").models() == [served["ref1"]]
+    assert pm.lineage(f"file://{served['v1']}", "down").roots == (f"source:{served['v1']}",)
+    assert pm.lineage(f"dataset:{digest}", "up").roots == (f"dataset:{digest}",)
     assert pm.lineage("labeler:ann", "down").models() == [served["ref1"]]
     # an endpoint as the start counts every version it answered with
     whole = pm.lineage("endpoint:loan", "down")
