@@ -7,6 +7,7 @@ Routes, thinly over :class:`~prodml.serving.service.ServingService` and the stor
   their routers are present;
 - admin: deploy, rollback, switch, promote, pause, resume (bearer token when
   ``PRODML_ADMIN_TOKEN`` is set, compared in constant time); read routes stay open;
+  pipeline approvals under ``/admin/pipelines/...`` (:mod:`prodml.serving.pipeline_admin`);
 - review queue, ``/metrics`` (Prometheus), OpenAPI at ``/docs``.
 
 Every refusal is a 4xx with a JSON body naming the field, the value and the rule.
@@ -65,7 +66,7 @@ def status_of(error: ProdmlError) -> int:
         return 413
     if isinstance(error, UnauthorizedError):
         return 401
-    return 400
+    return getattr(error, "http_status", 400)
 
 
 class PayloadTooLargeError(ProdmlError):
@@ -360,6 +361,19 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
             return handler
         app.post(f"/endpoints/{{name}}/{action}", tags=["admin"],
                  openapi_extra=_REASON_BODY)(route())
+
+    async def read_reason(request: Request) -> str | None:
+        body = await read_body(request, max_body_bytes)
+        parsed = parse_json(body) if body.strip() else None
+        reason = parsed.get("reason") if isinstance(parsed, dict) else None
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidInputError("reason", reason, "must be text")
+        return reason
+
+    # approve / reject a pipeline step waiting for approval, resume the run (background)
+    from prodml.serving.pipeline_admin import include_pipeline_admin
+    include_pipeline_admin(app, store=store, admin=admin, read_reason=read_reason,
+                           respond=json_response)
 
     # ---- review queue -------------------------------------------------------------------
     @app.get("/reviews", tags=["review"])

@@ -53,6 +53,10 @@ def link(node: LineageNode, ui: str) -> str | None:
         return f"{ui}/models/{quote(name)}/{version}#lineage-section"
     if node.kind == "endpoint":
         return f"{ui}/endpoints/{quote(node.id)}"
+    if node.kind == "pipeline_run":
+        return f"{ui}/pipelines/{quote(node.id)}"
+    if node.kind == "execution" and node.properties.get("pipeline_run"):
+        return f"{ui}/pipelines/{quote(str(node.properties['pipeline_run']))}#step-{node.id}"
     if node.kind == "predictions":
         return f"{ui}/endpoints/{quote(str(node.properties.get('endpoint', '')))}"
     return None

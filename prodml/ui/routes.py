@@ -7,7 +7,9 @@ streamed from the installed plotly package (no CDN: the dashboard works offline)
 
 Changes go through the existing HTTP API, never through these routes: the rollback button
 posts to ``/endpoints/{name}/rollback`` (with the admin token the person typed, kept in
-the tab's ``sessionStorage``) and the review form to ``/reviews/{id}/resolve``.
+the tab's ``sessionStorage``), the review form to ``/reviews/{id}/resolve`` and a pipeline
+step's Approve / Reject buttons to ``/admin/pipelines/{run_id}/steps/{step}/approve|reject``
+then ``/admin/pipelines/{run_id}/resume`` (which runs the pipeline on in the background).
 
 The handlers are plain functions, so FastAPI runs them on its thread pool: a page being
 rendered never holds up the predictions served by the same event loop.
@@ -28,7 +30,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
 from prodml.store import Store, now_ms
-from prodml.ui import charts, queries, reports, views
+from prodml.ui import charts, pipeline_queries, queries, reports, views
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -162,7 +164,8 @@ def overview(request: Request) -> HTMLResponse:
                    open_reviews=reviews.get(endpoint.name, 0),
                    alerts=sum(1 for a in firing if a["endpoint"] == endpoint.name))
         rows.append(row)
-    return render(request, "overview.html", title="Overview", endpoints=rows, alerts=firing)
+    return render(request, "overview.html", title="Overview", endpoints=rows, alerts=firing,
+                  alert_runs=pipeline_queries.runs_for_alerts(store, [a["id"] for a in firing]))
 
 
 @router.get("/")
@@ -196,6 +199,7 @@ def endpoint_page(request: Request, name: str, span: str = "24h") -> HTMLRespons
         queries.monitor_series(store, name, window.since),
         queries.drift_thresholds(monitor_rows)) if monitor_rows else {}
     figures.update(monitor_figures)
+    alerts = queries.alerts(store, endpoint=name, status=None, limit=20)
     return render(
         request, "endpoint.html", title=name, endpoint=views.endpoint_row(endpoint),
         history=views.timeline(events[:100]), rollback=views.rollback_target(events),
@@ -204,7 +208,8 @@ def endpoint_page(request: Request, name: str, span: str = "24h") -> HTMLRespons
         reviews=list_reviews(endpoint=name, status="open", limit=50, with_inputs=True,
                              store=store),
         monitors=monitor_rows, monitor_charts=list(monitor_figures),
-        alerts=queries.alerts(store, endpoint=name, status=None, limit=20))
+        alerts=alerts, alert_runs=pipeline_queries.runs_for_alerts(
+            store, [a["id"] for a in alerts]))
 
 
 @router.get("/runs")
@@ -242,7 +247,8 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
     return render(request, "run.html", title=f"Run {record.id[:8]}", run=record,
                   charts=figures, steps=steps, metric_keys=sorted(record.metrics)[:40],
                   models=queries.models_of_run(store, record.id), lineage=graph,
-                  lineage_ref=record.id[:8])
+                  lineage_ref=record.id[:8],
+                  pipelines=pipeline_queries.runs_of_tracked_run(store, record.id))
 
 
 @router.get("/models")
@@ -281,7 +287,8 @@ def model_version_page(request: Request, name: str, version: str) -> HTMLRespons
     graph = _lineage(request, store, found.ref, figures)
     return render(request, "model_version.html", title=found.ref, version=found,
                   evaluations=evaluations, serving=serving, charts=figures, lineage=graph,
-                  lineage_ref=found.ref)
+                  lineage_ref=found.ref,
+                  pipelines=pipeline_queries.runs_of_model_version(store, found.ref))
 
 
 def _lineage(request: Request, store: Store, ref: str, figures: dict[str, Any]
@@ -292,6 +299,38 @@ def _lineage(request: Request, store: Store, ref: str, figures: dict[str, Any]
     view = lineage_view(store, ref, f"{request.scope.get('root_path', '').rstrip('/')}/ui")
     figures["lineage"] = view["figure"]
     return view
+
+
+@router.get("/pipelines")
+def pipelines_page(request: Request, pipeline: str = "", status: str = "") -> HTMLResponse:
+    store = _store(request)
+    rows = pipeline_queries.pipeline_runs(store, pipeline=pipeline or None,
+                                          status=status or None)
+    alerts = pipeline_queries.alerts_by_id(store, {
+        i for r in rows if (i := pipeline_queries.alert_id(r["triggered_by"])) is not None})
+    return render(request, "pipelines.html", title="Pipelines", runs=rows, alerts=alerts,
+                  names=pipeline_queries.pipeline_names(store), pipeline=pipeline,
+                  status=status, statuses=pipeline_queries.RUN_STATUSES)
+
+
+@router.get("/pipelines/{run_id}")
+def pipeline_run_page(request: Request, run_id: str) -> HTMLResponse:
+    from prodml.pipelines import get_run
+
+    store = _store(request)
+    try:
+        run = get_run(run_id, store=store)
+    except (NotFoundError, InvalidInputError) as error:
+        return not_found(request, error)
+    alert = pipeline_queries.alert_id(run.triggered_by)
+    cached = pipeline_queries.execution_runs(store, {e.cached_from for e in run.executions
+                                                     if e.cached_from is not None})
+    figures: dict[str, Any] = {}
+    graph = _lineage(request, store, f"pipeline_run:{run.id}", figures)
+    return render(request, "pipeline_run.html", title=f"Pipeline run {run.id[:8]}", run=run,
+                  alert=pipeline_queries.alerts_by_id(store, {alert}).get(alert)
+                  if alert is not None else None, cached_runs=cached, charts=figures,
+                  lineage=graph, lineage_ref=f"pipeline_run:{run.id[:8]}")
 
 
 @router.get("/reports")

@@ -1,4 +1,5 @@
-/* prodml dashboard: draw the page's charts; the rollback button and the review forms.
+/* prodml dashboard: draw the page's charts; the rollback button, the review forms and a
+   pipeline step's Approve / Reject buttons.
    Changes go to the server's own API; the admin token lives in this tab's sessionStorage
    and travels only in the Authorization header. */
 (function () {
@@ -89,6 +90,49 @@
       }, function (error) { say(message, 'Network error: ' + error, false); button.disabled = false; });
   }
 
+  function post(path, body) {
+    return fetch(base + path, {method: 'POST', headers: headers(), body: JSON.stringify(body || {})});
+  }
+
+  function pipelineAction(button) {
+    var run = button.getAttribute('data-run'), step = button.getAttribute('data-step');
+    var action = button.getAttribute('data-action');
+    var message = document.getElementById('approval-message');
+    var reason = (document.getElementById('approval-reason') || {}).value || null;
+    if (action === 'reject' && !window.confirm('Reject step "' + step + '"? The run fails when it resumes.')) return;
+    var buttons = document.querySelectorAll('button.pipeline-action');
+    function enable(on) { Array.prototype.forEach.call(buttons, function (b) { b.disabled = !on; }); }
+    function refused(response) {
+      return failure(response).then(function (text) {
+        say(message, (response.status === 401 ? 'The admin token is missing or wrong: ' : 'Refused: ') + text, false);
+        enable(true);
+      });
+    }
+    function resume() {
+      return post('/admin/pipelines/' + encodeURIComponent(run) + '/resume').then(function (response) {
+        if (!response.ok) return refused(response);
+        say(message, 'The run goes on in the background; this page reloads.', true);
+        document.body.setAttribute('data-resumed', run);
+        window.setTimeout(function () { window.location.reload(); }, 800);
+      });
+    }
+    enable(false);
+    var done = action === 'resume' ? resume() :
+      post('/admin/pipelines/' + encodeURIComponent(run) + '/steps/' + encodeURIComponent(step) + '/' + action,
+           {reason: reason}).then(function (response) {
+        if (!response.ok) return refused(response);
+        return response.json().then(function (body) {
+          if (body.undecided && body.undecided.length) {
+            say(message, (action === 'approve' ? 'Approved' : 'Rejected') + ' ' + step + '; still waiting: ' + body.undecided.join(', '), true);
+            window.setTimeout(function () { window.location.reload(); }, 800);
+            return;
+          }
+          return resume();
+        });
+      });
+    done.catch(function (error) { say(message, 'Network error: ' + error, false); enable(true); });
+  }
+
   drawCharts();
   remember('admin-token', TOKEN);
   remember('actor', ACTOR);
@@ -97,6 +141,11 @@
     event.preventDefault();
     rollback(document.getElementById('rollback'));
   });
+  Array.prototype.forEach.call(document.querySelectorAll('button.pipeline-action'), function (button) {
+    button.addEventListener('click', function () { pipelineAction(button); });
+  });
+  var approvalForm = document.getElementById('approval-form');
+  if (approvalForm) approvalForm.addEventListener('submit', function (event) { event.preventDefault(); });
   Array.prototype.forEach.call(document.querySelectorAll('form.resolve'), function (form) {
     form.addEventListener('submit', function (event) { event.preventDefault(); resolve(form); });
   });
