@@ -169,6 +169,15 @@ def test_drift_alert_retrains_gates_registers_and_canaries(store, served, stream
         ).all()
     assert chain == [(alert.id, run.id, train.run_id, 2)]
 
+    # lineage from the new version reaches its pipeline run and the exact recent rows
+    graph = pm.lineage(version.ref, "up", store=store)
+    assert run.id in graph.pipeline_runs()
+    digest = run.step("training_data").output().properties["dataset_digest"]
+    assert f"dataset:{digest}" in graph
+    trained_on = run.step("split_train_test").output("train").properties["dataset_digest"]
+    assert [x.digest for x in pm.runs.get(train.run_id, store=store).datasets] == [trained_on]
+    assert f"dataset:{trained_on}" in graph
+
 
 def test_a_pipeline_target_action_and_a_failed_gate_are_reported(store, served, stream,
                                                                   tmp_path):
