@@ -8,25 +8,13 @@ registered from it, labels on the file's rows, the version deployed and predicti
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Any
 
 import pandas as pd
 import pytest
+from test_dashboard import CHROMIUM, _need_chromium
 
 from tests.serving.conftest import free_port, start_server, stop_server
-
-CHROMIUM = os.environ.get("PRODML_CHROMIUM", "/usr/bin/chromium")
-
-
-def _need_chromium() -> None:
-    if shutil.which(CHROMIUM) is None:
-        if os.environ.get("PRODML_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(f"Chromium is required (PRODML_REQUIRE_CHROMIUM=1) but {CHROMIUM} is "
-                        "missing: apt-get install chromium", pytrace=False)
-        pytest.skip(f"no Chromium at {CHROMIUM} (set PRODML_REQUIRE_CHROMIUM=1 to fail "
-                    "instead)")
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +56,10 @@ def browser(site) -> Any:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                               args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+        yield launched
+        launched.close()
 
 
 def _open(browser: Any, url: str) -> tuple[Any, list[str]]:
