@@ -231,9 +231,20 @@ def test_a_failed_gate_stops_before_the_registry(store, csv_path):
         eps.get_endpoint("loan-ep", store=store)
 
 
-def test_steps_outside_a_pipeline_are_plain_calls(store, csv_path):
+def test_steps_outside_a_pipeline_are_plain_calls(store, csv_path, tmp_path):
     frame = pm.steps.ingest(csv_path)
     assert len(frame) == 600
+    parquet = tmp_path / "loans.parquet"
+    frame.to_parquet(parquet)
+    again = pm.steps.ingest(pm.pipelines.Source(str(parquet)), name="loans-parquet")
+    pd.testing.assert_frame_equal(again, frame, check_dtype=False)  # Parquet keeps ms
+    with store.read() as conn:
+        names = set(conn.execute(select(t.datasets.c.name)).scalars())
+    assert {"loans", "loans-parquet"} <= names
+    with pytest.raises(pm.InvalidInputError, match="file does not exist"):
+        pm.steps.ingest(tmp_path / "missing.csv")
+    with pytest.raises(pm.InvalidInputError, match="must end in"):
+        pm.steps.ingest(tmp_path / "notes.txt")
     kept = pm.steps.training_data(frame, strategy="recent", time_column="t", window=100)
     assert len(kept) == 100
     with pytest.raises(pm.InvalidInputError, match="time_column"):
