@@ -19,6 +19,7 @@ from prodml.data.schema import infer_schema
 from prodml.serving import deployment as d
 from prodml.serving import endpoints as eps
 from prodml.store import tables as t
+from tests.pipelines.test_pipeline_engines import dask_client  # noqa: F401 (a fixture)
 
 FEATURES = ["age", "income"]
 GATE = {"name": "release", "conditions": [
@@ -267,18 +268,7 @@ def test_deploy_blue_green_and_canary_guards_outside_a_pipeline(store, csv_path)
         pm.steps.deploy(3, "bg-ep")
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=None)
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
-
-
-def test_builtin_steps_on_dask(store, csv_path, dask_client):
+def test_builtin_steps_on_dask(store, csv_path, dask_client):  # noqa: F811 (the fixture)
     run = loan_pipeline.run(params={"path": str(csv_path), "strategy": "canary"}, store=store,
                             engine="dask", scheduler=dask_client)
     assert run.status == "succeeded", run.error
