@@ -221,7 +221,9 @@ def plan(current: d.Node | None, model: str, strategy: str = "direct", *,
         if steps:
             options["steps"] = tuple(float(s) for s in steps)
         if guards:
-            options["guards"] = d.Guards(**guards)
+            if not isinstance(guards, dict):
+                raise InvalidInputError("guards", guards, "must be a mapping of guard to bound")
+            options["guards"] = _validated(lambda: d.Guards(**guards), prefix="guards")
         new = _validated(lambda: d.Canary(**options))
     elif strategy == "blue-green":
         assert serving is not None
@@ -236,15 +238,15 @@ def plan(current: d.Node | None, model: str, strategy: str = "direct", *,
     return new
 
 
-def _validated(build: Callable[[], d.Node]) -> d.Node:
+def _validated(build: Callable[[], Any], prefix: str | None = None) -> Any:
     from pydantic import ValidationError
 
     try:
         return build()
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise InvalidInputError(".".join(str(p) for p in first["loc"]) or "deployment",
-                                first.get("input"), first["msg"]) from None
+        where = ".".join(str(p) for p in (prefix, *first["loc"]) if p) or "deployment"
+        raise InvalidInputError(where, first.get("input"), first["msg"]) from None
 
 
 def _unwrap(node: d.Node | None) -> d.Node | None:

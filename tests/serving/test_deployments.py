@@ -41,6 +41,17 @@ def test_bad_trees_name_the_field(spec, field):
     assert field in str(error.value)
 
 
+@pytest.mark.parametrize("guards, field", [
+    ({"max_error_rate": "often"}, "guards.max_error_rate"),
+    ({"max_wobble": 1}, "guards.max_wobble"),
+    ([("max_error_rate", 0.1)], "guards"),
+])
+def test_bad_canary_guards_name_the_field(guards, field):
+    with pytest.raises(InvalidInputError) as error:
+        eps.plan(d.Direct(model="m/1"), "m/2", "canary", guards=guards)
+    assert str(error.value).startswith(field)
+
+
 def test_canary_buckets_are_sticky_and_monotone():
     keys = [f"user-{i}" for i in range(5000)]
     at = {w: {k for k in keys if takes(w, bucket("loan", k))} for w in (5, 25, 50, 100)}
