@@ -225,13 +225,13 @@ def _acts(result: DemoResult, store: Store, rows: int, seed: int, server: Any, f
                        if fast else dict(rows=12_000, window=2_000, drift_at=4_000,
                                          change_at=8_000))
             since = now_ms()
-            started = retraining.arm(store, since=since, window=traffic["window"],
-                                     strategy="recent")
+            retraining.arm(since=since, window=traffic["window"], strategy="recent")
             result.serving["monitoring"] = monitoring_story(
                 store, seed=seed, say=say, server=server, **traffic, since=since,
                 actions=[retraining.ACTION],
                 expected_accuracy=min(result.metrics[role]["accuracy"]  # the served ones
                                       for role in ("candidate", "challenger")))
+            started = retraining.started_by_alert(store, since)
             if started:  # an alert started the retraining pipeline: finish its rollout
                 result.retraining = retraining.finish_rollout(
                     store, started, retraining.after_change(traffic["window"], seed + 11),

@@ -99,26 +99,25 @@ def loan_retrain(endpoint: str = "loan", since: int = 0, strategy: str = "recent
                   reason="canary the retrained model: 10%, 50%, 100%")
 
 
-def arm(store: Store, *, since: int, window: int, strategy: str = "recent",
-        step_requests: int = 30) -> dict[str, Any]:
-    """Register the alert action that starts the pipeline; what it started lands in the
-    returned dict (the action runs inside the monitor's run)."""
-    from prodml.monitoring.sinks import register_action
+def arm(*, since: int, window: int, strategy: str = "recent", step_requests: int = 30) -> None:
+    """Make ``retrain-loan`` an alert action that starts the pipeline with these parameters
+    (a rule lists it under ``actions``; the run is recorded as triggered by the alert)."""
+    pm.pipelines.on_alert(ACTION, loan_retrain, params={
+        "since": since, "window": window, "strategy": strategy,
+        "step_requests": step_requests})
 
-    started: dict[str, Any] = {}
 
-    def retrain(alert: Any) -> str:
-        if started:  # one retraining per demo, whichever rule fires first
-            return f"retraining already started (run {started['run'][:8]})"
-        started["alert"] = f"#{alert.id} {alert.rule}"
-        run = loan_retrain.run(params={"since": since, "window": window, "strategy": strategy,
-                                       "step_requests": step_requests},
-                               store=store, triggered_by=f"alert:{alert.id}")
-        started["run"] = run.id
-        return f"started pipeline {PIPELINE} run {run.id[:8]}: {run.status}"
+def started_by_alert(store: Store, since: int) -> dict[str, Any]:
+    """The retraining run an alert started after ``since`` (ms), if any, and that alert."""
+    from prodml.monitoring.store import get_alert
 
-    register_action(ACTION, retrain)
-    return started
+    runs = [r for r in pm.pipelines.runs(PIPELINE, store=store)
+            if (r.triggered_by or "").startswith("alert:") and r.created_at >= since]
+    if not runs:
+        return {}
+    first = runs[-1]  # newest first
+    alert = get_alert(int(first.triggered_by.split(":", 1)[1]), store=store)
+    return {"run": first.id, "alert": f"#{alert.id} {alert.rule}"}
 
 
 def finish_rollout(store: Store, started: dict[str, Any], traffic: pd.DataFrame,

@@ -55,6 +55,8 @@ class StepStats:
     disagreements: int = 0
     prediction_shift: float | None = None  # total variation distance of the answer mix
     labelled: int = 0
+    candidate_labelled: int = 0  # labelled answers on each side
+    primary_labelled: int = 0
     candidate_accuracy: float | None = None
     primary_accuracy: float | None = None
     elapsed_s: float = 0.0
@@ -95,8 +97,10 @@ def failed_guards(guards: d.Guards, stats: StepStats) -> list[str]:
             and stats.prediction_shift > guards.max_prediction_shift:
         failed.append(f"prediction shift {stats.prediction_shift:.3f} > "
                       f"{guards.max_prediction_shift:g}")
+    # A few labels say little: accuracy is compared once each side has min_labels of them.
     if guards.max_accuracy_drop is not None and stats.candidate_accuracy is not None \
             and stats.primary_accuracy is not None \
+            and min(stats.candidate_labelled, stats.primary_labelled) >= guards.min_labels \
             and stats.primary_accuracy - stats.candidate_accuracy > guards.max_accuracy_drop:
         failed.append(f"accuracy {stats.candidate_accuracy:.3f} vs primary "
                       f"{stats.primary_accuracy:.3f}: drop > {guards.max_accuracy_drop:g}")
@@ -196,6 +200,7 @@ def step_stats(store: Store, endpoint: str, canary: d.Canary, now: int) -> StepS
                      compared=int(compared[0] or 0), disagreements=int(compared[1] or 0),
                      prediction_shift=shift, labelled=accuracy[0],
                      candidate_accuracy=accuracy[1], primary_accuracy=accuracy[2],
+                     candidate_labelled=accuracy[3], primary_labelled=accuracy[4],
                      elapsed_s=(now - since) / 1000)
 
 
@@ -214,7 +219,7 @@ def _total_variation(a: dict[Any, int], b: dict[Any, int]) -> float:
 
 
 def _accuracies(conn: Any, in_step: Any, candidate: Any, primary: Any
-                ) -> tuple[int, float | None, float | None]:
+                ) -> tuple[int, float | None, float | None, int, int]:
     """Accuracy of each side on the step's labelled answers (the latest label wins)."""
     p, f = t.predictions, t.feedback
     latest = select(f.c.prediction_id, func.max(f.c.id).label("id")).where(
@@ -225,12 +230,13 @@ def _accuracies(conn: Any, in_step: Any, candidate: Any, primary: Any
                         .where(in_step, p.c.status == "ok",
                                p.c.route.in_(("canary", "primary")))).all()
     if not rows:
-        return 0, None, None
+        return 0, None, None, 0, 0
     hits: dict[str, list[bool]] = {"canary": [], "primary": []}
     for route, prediction, label in rows:
         hits[route].append(prediction == label)
     acc = {k: (sum(v) / len(v) if v else None) for k, v in hits.items()}
-    return len(rows), acc["canary"], acc["primary"]
+    return (len(rows), acc["canary"], acc["primary"], len(hits["canary"]),
+            len(hits["primary"]))
 
 
 def check_endpoint(store: Store, endpoint: Endpoint, *, now: int | None = None

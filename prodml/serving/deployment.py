@@ -77,6 +77,7 @@ class Guards(_Node):
     max_disagreement: float | None = Field(None, ge=0, le=1)  # vs the primary's answer
     max_prediction_shift: float | None = Field(None, ge=0, le=1)  # distance of answer mix
     max_accuracy_drop: float | None = Field(None, ge=0, le=1)  # when labels have arrived
+    min_labels: int = Field(20, ge=1)  # labelled answers a side needs for the accuracy check
     min_requests: int = Field(20, ge=1)
     failures: int = Field(1, ge=1)
 

@@ -108,6 +108,17 @@ def test_judge_counts_failed_checks_before_rolling_back():
     assert judge(node, stats, now=3).action == "rollback"
 
 
+def test_accuracy_guard_waits_for_enough_labels_on_each_side():
+    c = _canary(guards=d.Guards(max_accuracy_drop=0.05, min_labels=20), step_index=2)
+    few = StepStats(requests=100, labelled=10, candidate_labelled=4, primary_labelled=6,
+                    candidate_accuracy=0.5, primary_accuracy=0.667)  # 2 of 4 vs 4 of 6
+    assert judge(c, few, now=1).action == "promote"
+    enough = StepStats(requests=100, labelled=80, candidate_labelled=40, primary_labelled=40,
+                       candidate_accuracy=0.5, primary_accuracy=0.667)
+    verdict = judge(c, enough, now=1)
+    assert verdict.action == "rollback" and "accuracy 0.500 vs primary 0.667" in verdict.reason
+
+
 def test_hopeless_error_rate_rolls_back_before_min_requests():
     c = _canary(guards=d.Guards(min_requests=50))
     assert judge(c, StepStats(requests=5, errors=5), now=1).action == "rollback"
