@@ -270,4 +270,7 @@ def _stats_line(stats: StepStats) -> str:
         parts.append(f"disagreement={stats.disagreements / stats.compared:.3f}")
     if stats.prediction_shift is not None:
         parts.append(f"shift={stats.prediction_shift:.3f}")
+    if stats.candidate_accuracy is not None and stats.primary_accuracy is not None:
+        parts.append(f"accuracy={stats.candidate_accuracy:.3f}/{stats.candidate_labelled} "
+                     f"vs {stats.primary_accuracy:.3f}/{stats.primary_labelled}")
     return " ".join(parts)
