@@ -189,9 +189,9 @@ def test_failed_run_page_shows_the_error_logs_and_the_alert(browser, site):
 
 
 def test_approve_in_the_page_resumes_the_run_to_success(browser, site):
-    from prodml.pipelines import get_run
-
     from playwright.sync_api import expect
+
+    from prodml.pipelines import get_run
 
     url = f"{site['url']}/ui/pipelines/{site['run']}"
     tab, errors = _open(browser, url)
