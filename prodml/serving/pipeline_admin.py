@@ -63,8 +63,8 @@ def include_pipeline_admin(app: FastAPI, *, store: Store, admin: Callable[..., s
             handler.__doc__ = (f"{decision.capitalize()} a step waiting for approval (admin); "
                                "then resume the run.")
             return handler
-        app.post(f"/admin/pipelines/{{run_id}}/steps/{{step}}/{decision}",
-                 tags=["admin"])(route())
+        app.post(f"/admin/pipelines/{{run_id}}/steps/{{step}}/{decision}", tags=["admin"],
+                 openapi_extra=_REASON_BODY)(route())
 
     def start_resume(run_id: str) -> dict[str, Any]:
         from prodml.pipelines import get_run, load_pipeline
@@ -108,3 +108,7 @@ def include_pipeline_admin(app: FastAPI, *, store: Store, admin: Callable[..., s
     async def resume_pipeline_run(run_id: str, actor: str = Depends(admin)) -> Response:
         """Run a waiting pipeline run on, in the background (admin); answers 202 at once."""
         return respond(await asyncio.to_thread(start_resume, run_id), 202)
+
+
+_REASON_BODY = {"requestBody": {"required": False, "content": {"application/json": {
+    "schema": {"type": "object", "properties": {"reason": {"type": "string"}}}}}}}

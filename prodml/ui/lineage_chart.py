@@ -62,10 +62,12 @@ def link(node: LineageNode, ui: str) -> str | None:
     return None
 
 
-def lineage_view(store: Store, ref: str, ui: str) -> dict[str, Any]:
-    """``{"figure": ..., "rows": [...], "counts": {...}}`` for the record ``ref`` names."""
-    up = lineage(ref, "up", store=store)
-    down = lineage(ref, "down", store=store)
+def lineage_view(store: Store, ref: str, ui: str, depth: int | None = None
+                 ) -> dict[str, Any]:
+    """``{"figure": ..., "rows": [...], "counts": {...}}`` for the record ``ref`` names
+    (``depth``: at most that many hops each way; None walks to the ends)."""
+    up = lineage(ref, "up", depth, store=store)
+    down = lineage(ref, "down", depth, store=store)
     place: dict[str, tuple[int, LineageNode]] = {}
     for graph, sign in ((up, -1), (down, 1)):
         distances = _distances(graph)

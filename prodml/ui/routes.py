@@ -49,6 +49,7 @@ REPORT_HEADERS = {"Content-Security-Policy": "sandbox allow-scripts",
                   "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+PIPELINE_LINEAGE_DEPTH = 6  # hops each way on a pipeline run's page
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -291,12 +292,13 @@ def model_version_page(request: Request, name: str, version: str) -> HTMLRespons
                   pipelines=pipeline_queries.runs_of_model_version(store, found.ref))
 
 
-def _lineage(request: Request, store: Store, ref: str, figures: dict[str, Any]
-             ) -> dict[str, Any]:
+def _lineage(request: Request, store: Store, ref: str, figures: dict[str, Any],
+             depth: int | None = None) -> dict[str, Any]:
     """The record's lineage graph (figure under ``figures["lineage"]``) and its rows."""
     from prodml.ui.lineage_chart import lineage_view
 
-    view = lineage_view(store, ref, f"{request.scope.get('root_path', '').rstrip('/')}/ui")
+    view = lineage_view(store, ref, f"{request.scope.get('root_path', '').rstrip('/')}/ui",
+                        depth)
     figures["lineage"] = view["figure"]
     return view
 
@@ -326,7 +328,9 @@ def pipeline_run_page(request: Request, run_id: str) -> HTMLResponse:
     cached = pipeline_queries.execution_runs(store, {e.cached_from for e in run.executions
                                                      if e.cached_from is not None})
     figures: dict[str, Any] = {}
-    graph = _lineage(request, store, f"pipeline_run:{run.id}", figures)
+    # a few hops: the run's own records and what they came from or reached; values shared
+    # by many runs would otherwise pull in every run that ever made them
+    graph = _lineage(request, store, f"pipeline_run:{run.id}", figures, PIPELINE_LINEAGE_DEPTH)
     return render(request, "pipeline_run.html", title=f"Pipeline run {run.id[:8]}", run=run,
                   alert=pipeline_queries.alerts_by_id(store, {alert}).get(alert)
                   if alert is not None else None, cached_runs=cached, charts=figures,
