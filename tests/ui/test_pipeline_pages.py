@@ -261,6 +261,30 @@ def test_bad_run_ids_give_the_error_page_and_the_api_refuses(browser, site):
         assert client.post(f"/admin/pipelines/{site['run']}/resume").status_code == 401
 
 
+def test_reject_through_the_api_fails_the_run_when_it_resumes(site, tmp_path):
+    from prodml.pipelines import get_run
+
+    gated, _ = _flow(tmp_path)
+    run = gated.run(params={"n": 8, "model_name": "never"}, store=site["store"])
+    auth = {"Authorization": f"Bearer {TOKEN}", "X-Prodml-Actor": "bob"}
+    with httpx.Client(base_url=site["url"], timeout=10) as client:
+        answer = client.post(f"/admin/pipelines/{run.id[:8]}/steps/release/reject",
+                             headers=auth, json={"reason": "not today"})
+        assert answer.status_code == 200 and answer.json()["undecided"] == []
+        assert client.post(f"/admin/pipelines/{run.id}/resume",
+                           headers=auth).status_code == 202
+    deadline = time.monotonic() + 20
+    while get_run(run.id, store=site["store"]).status in ("waiting", "running") \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    done = get_run(run.id, store=site["store"])
+    assert done.status == "failed" and done.step("release").status == "failed"
+    assert done.step("release").approval == {**done.step("release").approval,
+                                             "decision": "rejected", "by": "bob",
+                                             "reason": "not today"}
+    assert all(e.step != "register" or e.status == "skipped" for e in done.executions)
+
+
 def test_pipeline_queries_count_steps_and_link_records(store, tmp_path):
     """The pages' queries on SQLite and PostgreSQL: counts per status in one grouped query,
     the run an alert started, the run that registered a version."""
