@@ -477,6 +477,7 @@ executions = Table(
 )
 Index("ix_executions_context", executions.c.context_id, executions.c.id)
 Index("ix_executions_cache_key", executions.c.cache_key, executions.c.status)
+Index("ix_executions_run_id", executions.c.run_id)  # tracked run -> the step that opened it
 
 # An *event* links an execution to an artifact it read (input) or wrote (output); ``name`` is
 # the argument or output name, ``position`` the place in a tuple output.

@@ -73,6 +73,7 @@ def upgrade() -> None:
     with op.batch_alter_table('executions', schema=None) as batch_op:
         batch_op.create_index('ix_executions_context', ['context_id', 'id'], unique=False)
         batch_op.create_index('ix_executions_cache_key', ['cache_key', 'status'], unique=False)
+        batch_op.create_index('ix_executions_run_id', ['run_id'], unique=False)
 
     op.create_table('events',
     sa.Column('execution_id', sa.BigInteger(), nullable=False),
