@@ -50,6 +50,7 @@ REPORT_HEADERS = {"Content-Security-Policy": "sandbox allow-scripts",
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 PIPELINE_LINEAGE_DEPTH = 6  # hops each way on a pipeline run's page
+RECORD_LINEAGE_DEPTH = 12  # hops each way on a model version or run page (a whole pipeline)
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -244,7 +245,7 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
         steps[key] = len(points)
         if len(points) > 1:
             figures[f"metric-{i}"] = charts.metric_steps(key, points)
-    graph = _lineage(request, store, f"run:{record.id}", figures)
+    graph = _lineage(request, store, f"run:{record.id}", figures, RECORD_LINEAGE_DEPTH)
     return render(request, "run.html", title=f"Run {record.id[:8]}", run=record,
                   charts=figures, steps=steps, metric_keys=sorted(record.metrics)[:40],
                   models=queries.models_of_run(store, record.id), lineage=graph,
@@ -285,7 +286,7 @@ def model_version_page(request: Request, name: str, version: str) -> HTMLRespons
         if shares:
             serving.append({**row, "shares": shares})
     figures: dict[str, Any] = {}
-    graph = _lineage(request, store, found.ref, figures)
+    graph = _lineage(request, store, found.ref, figures, RECORD_LINEAGE_DEPTH)
     return render(request, "model_version.html", title=found.ref, version=found,
                   evaluations=evaluations, serving=serving, charts=figures, lineage=graph,
                   lineage_ref=found.ref,
