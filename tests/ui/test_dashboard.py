@@ -14,7 +14,6 @@ and a monitor run by the monitor runner (drift, performance, an alert that fires
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,8 @@ import numpy as np
 import pytest
 
 from tests.serving.conftest import FEATURES, build_store, free_port, start_server, stop_server
+from tests.ui.conftest import need_chromium
 
-CHROMIUM = os.environ.get("PRODML_CHROMIUM", "/usr/bin/chromium")
 TOKEN = "ui-test-token"
 
 
@@ -42,14 +41,6 @@ class Site:
         return httpx.Client(base_url=self.url, timeout=30)
 
 
-def _need_chromium() -> None:
-    """Skip without Chromium, unless ``PRODML_REQUIRE_CHROMIUM=1`` (CI): then fail."""
-    if shutil.which(CHROMIUM) is None:
-        if os.environ.get("PRODML_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(f"Chromium is required (PRODML_REQUIRE_CHROMIUM=1) but {CHROMIUM} is "
-                        "missing: apt-get install chromium", pytrace=False)
-        pytest.skip(f"no Chromium at {CHROMIUM} (set PRODML_REQUIRE_CHROMIUM=1 to fail "
-                    "instead)")
 
 
 def _predict(client: httpx.Client, endpoint: str, records: list[dict]) -> list[dict]:
@@ -102,7 +93,7 @@ def _populate_tracking(store: Any, data: Any, reports: Path) -> str:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Any:
-    _need_chromium()
+    need_chromium()
     from prodml.monitoring.runner import run_monitor
     from prodml.serving import endpoints as eps
     from prodml.store import now_ms
@@ -148,17 +139,6 @@ def site(tmp_path_factory) -> Any:
         stop_server(process)
 
 
-@pytest.fixture(scope="module")
-def browser(site) -> Any:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                              args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 class Page:

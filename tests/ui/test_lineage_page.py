@@ -12,14 +12,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from test_dashboard import CHROMIUM, _need_chromium
 
 from tests.serving.conftest import free_port, start_server, stop_server
+from tests.ui.conftest import need_chromium
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Any:
-    _need_chromium()
+    need_chromium()
     from sklearn.linear_model import LogisticRegression
 
     import prodml as pm
@@ -51,15 +51,6 @@ def site(tmp_path_factory) -> Any:
         stop_server(process)
 
 
-@pytest.fixture(scope="module")
-def browser(site) -> Any:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                              args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def _open(browser: Any, url: str) -> tuple[Any, list[str]]:

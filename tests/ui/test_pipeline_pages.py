@@ -11,8 +11,6 @@ starts a run is recorded through the monitoring store's own writer.
 
 from __future__ import annotations
 
-import os
-import shutil
 import textwrap
 import time
 from pathlib import Path
@@ -22,8 +20,8 @@ import httpx
 import pytest
 
 from tests.serving.conftest import free_port, start_server, stop_server
+from tests.ui.conftest import need_chromium
 
-CHROMIUM = os.environ.get("PRODML_CHROMIUM", "/usr/bin/chromium")
 TOKEN = "pipeline-ui-token"
 FLOW = textwrap.dedent('''
     import prodml as pm
@@ -56,13 +54,6 @@ FLOW = textwrap.dedent('''
 ''')
 
 
-def _need_chromium() -> None:
-    if shutil.which(CHROMIUM) is None:
-        if os.environ.get("PRODML_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(f"Chromium is required (PRODML_REQUIRE_CHROMIUM=1) but {CHROMIUM} is "
-                        "missing: apt-get install chromium", pytrace=False)
-        pytest.skip(f"no Chromium at {CHROMIUM} (set PRODML_REQUIRE_CHROMIUM=1 to fail "
-                    "instead)")
 
 
 def _flow(folder: Path) -> Any:
@@ -93,7 +84,7 @@ def _fire_alert(store: Any, endpoint: str = "loan") -> Any:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Any:
-    _need_chromium()
+    need_chromium()
     from prodml.pipelines.triggers import PipelineRunFailedError, start_from_alert
     from prodml.store import open_store
 
@@ -114,17 +105,6 @@ def site(tmp_path_factory) -> Any:
         stop_server(process)
 
 
-@pytest.fixture(scope="module")
-def browser(site) -> Any:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                              args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _open(browser: Any, url: str, status: int = 200) -> tuple[Any, list[str]]:
