@@ -67,7 +67,7 @@ def demo(rows: Annotated[int, typer.Option(min=200, help="Loan applications to g
              help="Serve the champion over HTTP, shadow and canary a challenger, watch later "
                   "traffic and retrain when the monitors fire.")] = True,
          fast: Annotated[bool, typer.Option(
-             "--fast", help="Less data and traffic, and exit at the end (under 2 minutes).")
+             "--fast", help="Half the later traffic, and exit at the end (under 2 minutes).")
          ] = False,
          keep_serving: Annotated[bool | None, typer.Option(
              "--keep-serving/--no-keep-serving",
