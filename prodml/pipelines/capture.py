@@ -37,14 +37,18 @@ class Logs:
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.size = 0
+        self.cut = False
 
     def write(self, text: str) -> None:
         self.parts.append(text)
         self.size += len(text)
+        if self.size > 2 * MAX_CHARS:  # a chatty step holds at most ~2 MB, not all it said
+            tail = "".join(self.parts)[-MAX_CHARS:]
+            self.parts, self.size, self.cut = [tail], len(tail), True
 
     def text(self) -> str:
         joined = "".join(self.parts)
-        if len(joined) > MAX_CHARS:
+        if self.cut or len(joined) > MAX_CHARS:
             return "[... earlier output cut ...]\n" + joined[-MAX_CHARS:]
         return joined
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from prodml.errors import InvalidInputError
 from prodml.pipelines.task import OutputMeta, TaskResult
 from prodml.store import Store, now_ms
 from prodml.store import tables as t
@@ -89,10 +90,20 @@ def open_run(store: Store, pipeline: str, spec: dict[str, Any], triggered_by: st
 
 
 def reopen_run(store: Store, run_id: str) -> None:
-    """A waiting run runs again (resume)."""
+    """A waiting run runs again (resume).
+
+    The claim is one conditional UPDATE, so of two resumes racing (two people pressing
+    Resume, a CLI and the dashboard) exactly one drives the run; the other is refused
+    before it runs an approved step a second time.
+    """
+    table = t.pipeline_contexts
     with store.write() as conn:
-        conn.execute(update(t.pipeline_contexts).where(t.pipeline_contexts.c.id == run_id)
-                     .values(status="running", ended_at=None, error=None))
+        claimed = conn.execute(update(table).where(table.c.id == run_id,
+                                                   table.c.status == "waiting")
+                               .values(status="running", ended_at=None, error=None)).rowcount
+    if claimed != 1:
+        raise InvalidInputError("run", run_id, "is no longer waiting: another resume has "
+                                "already taken it")
 
 
 def close_run(store: Store, run_id: str, status: str, error: str | None,
@@ -102,6 +113,10 @@ def close_run(store: Store, run_id: str, status: str, error: str | None,
     with store.write() as conn:
         for spec in skipped:
             _insert_execution(conn, spec, status="skipped", started_at=now, ended_at=now)
+        if status == "failed":  # steps left waiting for approval will never run now
+            ex = t.executions
+            conn.execute(update(ex).where(ex.c.context_id == run_id, ex.c.status == "waiting")
+                         .values(status="skipped", ended_at=now))
         conn.execute(update(t.pipeline_contexts).where(t.pipeline_contexts.c.id == run_id)
                      .values(status=status, error=error,
                              ended_at=None if status == "waiting" else now))

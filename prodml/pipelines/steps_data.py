@@ -96,7 +96,9 @@ def _brief(report: dict[str, Any]) -> dict[str, Any]:
 
 # -- ingest ---------------------------------------------------------------------------------------
 
-@step
+# Never cached: what a path or a query returns can change with the same arguments. Steps
+# downstream are still cached, keyed by the digest of the frame read here.
+@step(cache=False)
 def ingest(source: Source | str | os.PathLike[str], *, name: str | None = None
            ) -> pd.DataFrame:
     """Read a CSV, Parquet, JSON-lines or Arrow file, or run a SQL query, into a DataFrame.
@@ -177,7 +179,9 @@ def validate(frame: Any, schema: Any) -> Any:
     """Check ``frame`` against ``schema``; pass the frame on, or stop the pipeline.
 
     ``schema`` is a :class:`~prodml.data.schema.Schema`, its dict, YAML text, a YAML file or
-    a Source of one. The report is kept in the blob store either way; error anomalies raise
+    a Source of one. Give a file as ``Source(path)``: its bytes then enter the cache key, so
+    editing the schema re-runs the check (a plain path string is a parameter: only the path
+    is keyed). The report is kept in the blob store either way; error anomalies raise
     :class:`StepStoppedError` whose message is the report, and the failed execution gets a
     "Report" artifact. Warnings pass, noted in the output's properties.
     """

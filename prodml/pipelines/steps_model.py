@@ -309,7 +309,9 @@ def _check_guards(guards: Any) -> None:
 
 # -- deploy ----------------------------------------------------------------------------------------
 
-@step
+# Never cached: the endpoint may have been changed by hand since the last run, and a rerun
+# that asks for a rollout means one.
+@step(cache=False)
 def deploy(version: Any, endpoint: str, *, strategy: str = "direct",
            reason: str | None = None, percent: float = 100.0,
            steps: list[float] | None = None, step_every_requests: int | None = None,

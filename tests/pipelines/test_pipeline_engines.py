@@ -52,6 +52,20 @@ def test_independent_steps_run_at_the_same_time_with_their_own_logs(store):
     assert len(workers) == 2
 
 
+def test_a_chatty_step_keeps_only_the_end_of_its_output():
+    from prodml.pipelines import capture as capturing
+
+    logs = capturing.Logs()
+    line = "x" * 999 + "\n"
+    for _ in range(5 * capturing.MAX_CHARS // len(line)):
+        logs.write(line)
+        assert logs.size <= 2 * capturing.MAX_CHARS + len(line)  # bounded while it runs
+    logs.write("the error\n")
+    text = logs.text()
+    assert text.startswith("[... earlier output cut ...]\n")
+    assert text.endswith("the error\n") and len(text) <= capturing.MAX_CHARS + 40
+
+
 def test_capture_leaves_other_threads_alone(capsys):
     seen = []
 

@@ -180,6 +180,72 @@ def test_rejected_step_fails_the_run(store):
     assert done.step("ship").approval["reason"] == "not now"
 
 
+def test_a_failed_resume_leaves_no_step_waiting(store):
+    calls: Counter = Counter()
+
+    @pm.step(approval=True)
+    def first() -> int:
+        return 1
+
+    @pm.step(approval=True)
+    def second() -> int:
+        calls["second"] += 1
+        return 2
+
+    @pm.pipeline
+    def two_gates():
+        return first(), second()
+
+    run = two_gates.run(store=store)
+    assert sorted(run.waiting_for) == ["first", "second"]
+    pm.pipelines.reject(run.id, "first", by="bo", reason="no", store=store)
+    pm.pipelines.approve(run.id, "second", by="ana", store=store)
+    done = pm.pipelines.resume(run.id, store=store)
+    assert done.status == "failed"
+    statuses = {e.step: e.status for e in done.executions}
+    assert statuses["first"] == "failed" and "waiting" not in statuses.values()
+    assert statuses["second"] == ("succeeded" if calls["second"] else "skipped")
+
+
+def test_two_resumes_at_once_run_the_approved_step_once(store):
+    import threading
+    import time
+
+    calls: Counter = Counter()
+
+    @pm.step(approval=True)
+    def ship() -> str:
+        calls["ship"] += 1
+        time.sleep(0.3)
+        return "shipped"
+
+    @pm.pipeline
+    def shipping():
+        return ship()
+
+    run = shipping.run(store=store)
+    pm.pipelines.approve(run.id, "ship", by="ana", store=store)
+    outcomes: list[str] = []
+    start = threading.Barrier(2)
+
+    def resume() -> None:
+        start.wait()
+        try:
+            outcomes.append(pm.pipelines.resume(run.id, store=store).status)
+        except pm.InvalidInputError as error:
+            outcomes.append(f"refused: {error}")
+
+    threads = [threading.Thread(target=resume) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(o.split(":")[0] for o in outcomes) == ["refused", "succeeded"], outcomes
+    assert calls == Counter(ship=1)
+    assert [e.status for e in pm.pipelines.get_run(run.id, store=store).executions] == [
+        "succeeded"]
+
+
 def test_tracing_errors_record_nothing(store):
     @pm.step
     def one(x: int) -> int:
