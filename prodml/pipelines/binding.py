@@ -21,7 +21,7 @@ from prodml.pipelines.records import ArtifactSpec, InputBinding
 from prodml.pipelines.source import Source
 from prodml.pipelines.step import StepOutput
 from prodml.pipelines.task import Given, Slot
-from prodml.pipelines.values import canonical_json, default_type, describe, is_json, serialize
+from prodml.pipelines.values import canonical_json, default_type, is_json, serialize, stored_facts
 
 NOT_PARAM = object()
 
@@ -69,12 +69,12 @@ def bind(node: Node, outputs: dict[tuple[str, str], OutputState], blobs: Any) ->
             return Slot(path)
         if _param(value) is not NOT_PARAM:
             return value
-        data, fmt = serialize(value)
+        data, fmt = serialize(value, blobs)
         blob = blobs.put_bytes(data)
         bound.inputs[path] = Given(value)
         bound.bindings.append(InputBinding(path, artifact=ArtifactSpec(
             default_type(value), blob.sha256, blob.uri, f"{node.name}.{path}", blob.sha256,
-            {**describe(value), "format": fmt})))
+            stored_facts(value, data, fmt))))
         bound.digests[path] = blob.sha256
         return Slot(path)
 

@@ -85,10 +85,11 @@ class _Handler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         logs = _buffer()
-        if logs is not None:
+        if logs is not None:  # a step's record: kept once, in its log (as its prints are)
             logs.write(self.format(record) + "\n")
+            return
         # Python prints WARNING and above through its last-resort handler when no handler
-        # is configured; ours must not silence that.
+        # is configured; ours must not silence that for the threads it does not capture.
         last = logging.lastResort
         if last is not None and record.levelno >= last.level and _alone(record.name):
             last.handle(record)

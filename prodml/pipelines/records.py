@@ -195,12 +195,28 @@ def find_cached(store: Store, cache_key: str) -> tuple[int, list[CachedOutput]] 
                 .order_by(ev.c.position)).all()
             if not rows or any(r.blob_sha256 is None for r in rows):
                 continue
-            if all(store.artifacts.fs.exists(store.artifacts._path(r.blob_sha256))
+            if all(_blobs_exist(store, r.blob_sha256, (r.properties or {}).get("format"))
                    for r in rows):
                 return candidate, [CachedOutput(r.name, r.id, r.digest, r.blob_sha256,
                                                 (r.properties or {}).get("format", "pickle"))
                                    for r in rows]
     return None
+
+
+def _blobs_exist(store: Store, sha256: str, fmt: str | None) -> bool:
+    """The value's blob is there, and for a Dask frame every partition it names."""
+    blobs = store.artifacts
+    if not blobs.fs.exists(blobs._path(sha256)):
+        return False
+    if fmt != "dask-parquet":
+        return True
+    from prodml.pipelines.dask_frames import partition_blobs
+
+    try:
+        needed = partition_blobs(blobs.get_bytes(sha256))
+    except Exception:  # noqa: BLE001 - a manifest that no longer reads is a miss
+        return False
+    return all(blobs.fs.exists(blobs._path(sha)) for sha in needed)
 
 
 def artifact_id(conn: Connection, store: Store, spec: ArtifactSpec) -> int:

@@ -113,7 +113,8 @@ class PipelineRun:
 
             store = self._store or get_store()
             self._values[key] = deserialize(store.artifacts.get_bytes(artifact.blob_sha256),
-                                            artifact.properties.get("format", "pickle"))
+                                            artifact.properties.get("format", "pickle"),
+                                            store.artifacts)
         return self._values[key]
 
     def raise_for_status(self) -> PipelineRun:

@@ -22,7 +22,7 @@ from prodml.pipelines.context import StepContext, _enter
 from prodml.pipelines.graph import substitute
 from prodml.pipelines.meter import StepMeter
 from prodml.pipelines.step import Step
-from prodml.pipelines.values import default_type, describe, deserialize, serialize
+from prodml.pipelines.values import default_type, deserialize, serialize, stored_facts
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,7 @@ def execute(task: StepTask, inputs: dict[str, Any], results: dict[str, TaskResul
                 result.values = _split(task.step, value)
                 result.outputs = [_store(name, item, context)
                                   for name, item in result.values.items()]
+                _stored_frames(result, context)
             except Exception as error:  # noqa: BLE001 - a step's failure is its record
                 result.values, result.outputs = {}, []
                 result.exception = error
@@ -169,21 +170,33 @@ def _resolve(ref: Any, context: StepContext, results: dict[str, TaskResult]) -> 
     if isinstance(ref, Produced):
         return results[ref.node].values[ref.name]
     if isinstance(ref, Stored):
-        return deserialize(_blobs(context).get_bytes(ref.sha256), ref.format)
+        blobs = _blobs(context)
+        return deserialize(blobs.get_bytes(ref.sha256), ref.format, blobs)
     if isinstance(ref, Given):
         return ref.value
     raise TypeError(f"unknown input reference {ref!r}")
 
 
 def _store(name: str, value: Any, context: StepContext) -> OutputMeta:
-    data, fmt = serialize(value)
-    blob = _blobs(context).put_bytes(data)
+    blobs = _blobs(context)
+    data, fmt = serialize(value, blobs)
+    blob = blobs.put_bytes(data)
     note = context.annotations.get(name, {})
-    properties = {**describe(value), "format": fmt, **note.get("properties", {})}
+    properties = {**stored_facts(value, data, fmt), **note.get("properties", {})}
     return OutputMeta(name, blob.sha256, blob.uri, blob.size, fmt,
                       note.get("type") or default_type(value),
                       note.get("name") or (context.step if name == "output"
                                            else f"{context.step}.{name}"), properties)
+
+
+def _stored_frames(result: TaskResult, context: StepContext) -> None:
+    """Steps downstream get a Dask output as stored (lazy over its partitions), so the graph
+    that computed it is not computed again for each reader."""
+    for meta in result.outputs:
+        if meta.format == "dask-parquet":
+            blobs = _blobs(context)
+            result.values[meta.name] = deserialize(blobs.get_bytes(meta.sha256), meta.format,
+                                                   blobs)
 
 
 _artifact_stores: dict[str, Any] = {}

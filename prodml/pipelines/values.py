@@ -2,7 +2,8 @@
 
 Frames (pandas, Polars, Arrow) are kept as Parquet, NumPy arrays as ``.npy``, values JSON
 can hold exactly as canonical JSON (sorted keys, no spaces), so equal values give equal bytes
-and equal digests. Anything else (a fitted model, a result object) is pickled. Unpickling is
+and equal digests. A Dask DataFrame is kept as Parquet partitions written where they are
+computed, and a manifest (see :mod:`prodml.pipelines.dask_frames`). Anything else (a fitted model, a result object) is pickled. Unpickling is
 safe here because a pipeline blob is only ever read back from prodml's own content-addressed
 store, which checks every blob's SHA-256 against the digest the database recorded before it
 hands over a byte: a file swapped on disk is refused, never unpickled.
@@ -25,14 +26,25 @@ import math
 import pickle
 from typing import Any
 
-FORMATS = ("json", "pandas-parquet", "polars-parquet", "arrow-parquet", "npy", "pickle")
+FORMATS = ("json", "pandas-parquet", "polars-parquet", "arrow-parquet", "npy", "dask-parquet",
+           "pickle")
 
 
-def serialize(value: Any) -> tuple[bytes, str]:
-    """The bytes of ``value`` and the name of their format (one of :data:`FORMATS`)."""
+def serialize(value: Any, blobs: Any = None) -> tuple[bytes, str]:
+    """The bytes of ``value`` and the name of their format (one of :data:`FORMATS`).
+
+    ``blobs`` (an :class:`~prodml.store.artifacts.ArtifactStore`) is where a Dask
+    DataFrame's partitions go; the bytes returned are then its manifest.
+    """
     kind = _kind(value)
     if kind == "json":
         return canonical_json(value), "json"
+    if kind == "dask":
+        if blobs is None:
+            raise ValueError("a Dask DataFrame is stored as partitions: pass blobs=")
+        from prodml.pipelines.dask_frames import FORMAT, write_frame
+
+        return write_frame(value, blobs)[0], FORMAT
     try:
         return _columnar(value, kind)
     except Exception:  # noqa: BLE001 - e.g. a mixed-type object column Parquet cannot hold
@@ -63,10 +75,19 @@ def _columnar(value: Any, kind: str) -> tuple[bytes, str]:
     return pickle.dumps(value, protocol=5), "pickle"
 
 
-def deserialize(data: bytes, fmt: str) -> Any:
-    """The value back from :func:`serialize`'s bytes (already SHA-256 verified by the store)."""
+def deserialize(data: bytes, fmt: str, blobs: Any = None) -> Any:
+    """The value back from :func:`serialize`'s bytes (already SHA-256 verified by the store).
+
+    A Dask DataFrame comes back lazy, over its partitions in ``blobs``.
+    """
     if fmt == "json":
         return json.loads(data)
+    if fmt == "dask-parquet":
+        from prodml.pipelines.dask_frames import read_frame
+
+        if blobs is None:
+            raise ValueError("a stored Dask DataFrame reads its partitions: pass blobs=")
+        return read_frame(data, blobs)
     if fmt.endswith("-parquet"):
         import pyarrow.parquet as pq
 
@@ -95,16 +116,28 @@ def describe(value: Any) -> dict[str, Any]:
         facts["rows"] = int(value.shape[0] if kind != "arrow" else value.num_rows)
         facts["columns"] = [str(c) for c in (value.column_names if kind == "arrow"
                                              else value.columns)][:200]
+    elif kind == "dask":  # rows are counted as the partitions are written
+        facts["npartitions"] = int(value.npartitions)
+        facts["columns"] = [str(c) for c in value.columns][:200]
     elif kind == "numpy":
         facts["shape"] = list(value.shape)
         facts["dtype"] = str(value.dtype)
     return facts
 
 
+def stored_facts(value: Any, data: bytes, fmt: str) -> dict[str, Any]:
+    """:func:`describe` plus the format; a Dask frame's rows come from its manifest (counted
+    as its partitions were written, so the frame is not computed again to count them)."""
+    facts = {**describe(value), "format": fmt}
+    if fmt == "dask-parquet":
+        facts["rows"] = int(sum(json.loads(data)["rows"]))
+    return facts
+
+
 def default_type(value: Any) -> str:
     """The artifact type a value gets unless its step says otherwise."""
     kind = _kind(value)
-    if kind in ("pandas", "polars", "arrow"):
+    if kind in ("pandas", "polars", "arrow", "dask"):
         return "Dataset"
     if kind not in ("json", "numpy") and callable(getattr(value, "predict", None)):
         return "Model"
@@ -145,6 +178,8 @@ def _kind(value: Any) -> str:
         return "arrow"
     if module == "numpy" and name == "ndarray":
         return "numpy"
+    if module in ("dask", "dask_expr") and name == "DataFrame":
+        return "dask"
     return "object"
 
 
