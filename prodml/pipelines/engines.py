@@ -24,6 +24,8 @@ class Engine(Protocol):
 
     def wait(self, handles: list[Any]) -> list[tuple[Any, TaskResult]]: ...
 
+    def release(self, name: str) -> None: ...  # no later step reads this step's values
+
     def close(self) -> None: ...
 
 
@@ -49,6 +51,9 @@ class LocalEngine:
             self.results[self.names.pop(future)] = result
             finished.append((future, result))
         return finished
+
+    def release(self, name: str) -> None:
+        self.results.pop(name, None)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -103,6 +108,9 @@ class DaskEngine:
                 result = TaskResult(error=f"{type(error).__name__}: {error}", exception=error)
             finished.append((meta, result))
         return finished
+
+    def release(self, name: str) -> None:
+        self.futures.pop(name, None)  # the last reference: the worker frees the values
 
     def close(self) -> None:
         self.futures.clear()

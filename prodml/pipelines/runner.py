@@ -84,6 +84,9 @@ class Driver:
         self.state: dict[str, str] = {name: "pending" for name in graph.nodes}
         self.in_flight: dict[Any, tuple[Node, int]] = {}
         self.values: dict[tuple[str, str], Any] = {}
+        # who reads each step's outputs: once all of them have finished, the values are let go
+        self.readers = {name: [n.name for n in graph.nodes.values() if name in n.upstream]
+                        for name in graph.nodes}
         self.failure: tuple[str, str, BaseException | None] | None = None
         register_store(store)
 
@@ -164,6 +167,7 @@ class Driver:
     def _finish(self, handle: Any, result: TaskResult) -> None:
         node, execution_id = self.in_flight.pop(handle)
         ids = records.finish_execution(self.store, execution_id, result)
+        self._release_spent(node)
         if result.error is not None:
             self.state[node.name] = "failed"
             if self.failure is None:
@@ -174,6 +178,17 @@ class Driver:
                 ids[output.name], output.sha256, Produced(node.name, output.name))
         self.values.update({(node.name, k): v for k, v in result.values.items()})
         self.state[node.name] = "done"
+
+    def _release_spent(self, finished: Node) -> None:
+        """Let go of the in-memory values no step still needs, so a long pipeline holds the
+        frames of its frontier, not of every step; ``run.output`` reads any of them back
+        from the blob store. The final steps' values stay for the caller."""
+        for name in finished.upstream:
+            readers = self.readers[name]
+            if all(r == finished.name or self.state[r] in ("done", "failed") for r in readers):
+                self.engine.release(name)
+                for key in [k for k in self.values if k[0] == name]:
+                    del self.values[key]
 
     def _done(self, node: Node, outputs: list[records.CachedOutput]) -> None:
         for output in outputs:

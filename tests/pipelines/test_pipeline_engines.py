@@ -52,6 +52,43 @@ def test_independent_steps_run_at_the_same_time_with_their_own_logs(store):
     assert len(workers) == 2
 
 
+def test_values_no_step_still_needs_are_let_go_during_the_run(store):
+    import gc
+    import weakref
+
+    made: dict[str, weakref.ref] = {}
+    alive_in_last: list[bool] = []
+
+    @pm.step
+    def first() -> np.ndarray:
+        value = np.arange(1_000_000, dtype=np.float64)
+        made["first"] = weakref.ref(value)
+        return value
+
+    @pm.step
+    def second(x: np.ndarray) -> np.ndarray:
+        return x * 2
+
+    @pm.step
+    def last(x: np.ndarray) -> float:
+        gc.collect()
+        alive_in_last.append(made["first"]() is not None)
+        return float(x.sum())
+
+    @pm.pipeline
+    def chain():
+        return last(second(first()))
+
+    run = chain.run(store=store)
+    assert run.status == "succeeded", run.error
+    # by the time `last` ran, nothing held first's 8 MB array any more
+    assert alive_in_last == [False]
+    assert set(run._values) == {("last", "output")}
+    # ...and the run still gives it back, from the blob store
+    np.testing.assert_array_equal(run.output("first"), np.arange(1_000_000, dtype=np.float64))
+    assert run.output("last") == float(np.arange(1_000_000).sum() * 2)
+
+
 def test_a_chatty_step_keeps_only_the_end_of_its_output():
     from prodml.pipelines import capture as capturing
 
