@@ -57,7 +57,8 @@ def run_command(
         param: Annotated[list[str] | None, typer.Option(
             "--param", "-p", help="KEY=VALUE (JSON when it parses, else text); repeatable.")
         ] = None,
-        engine: Annotated[str, typer.Option(help="local (threads) or dask.")] = "local",
+        engine: Annotated[str, typer.Option(
+            help="local (threads), processes (worker processes) or dask.")] = "local",
         scheduler: Annotated[str | None, typer.Option(
             help="Dask scheduler address (tcp://host:8786); none: a local cluster.")] = None,
         no_cache: Annotated[bool, typer.Option(
@@ -71,8 +72,8 @@ def run_command(
         pipeline = load_pipeline(target)
         params = parse_params(param or [])
         pipeline.resolve_params(params)
-        if engine not in ("local", "dask"):
-            raise InvalidInputError("--engine", engine, "must be local or dask")
+        if engine not in ("local", "processes", "dask"):
+            raise InvalidInputError("--engine", engine, "must be local, processes or dask")
         if scheduler is not None and engine != "dask":
             raise InvalidInputError("--scheduler", scheduler, "needs --engine dask")
     except InvalidInputError as error:
@@ -86,7 +87,8 @@ def run_command(
 def resume_command(
         run_id: Annotated[str, typer.Argument(help="The waiting run (or a prefix).")],
         engine: Annotated[str | None, typer.Option(
-            help="local or dask (default: the engine the run started on).")] = None,
+            help="local, processes or dask (default: the engine the run started on).")
+        ] = None,
         scheduler: Annotated[str | None, typer.Option(
             help="Dask scheduler address; none: a local cluster.")] = None,
         as_json: JsonFlag = False) -> None:

@@ -1,22 +1,25 @@
-"""Where steps run: threads in this process, or tasks on a Dask cluster.
+"""Where steps run: threads in this process, worker processes, or tasks on a Dask cluster.
 
 An engine only runs :func:`~prodml.pipelines.task.execute` and says which runs finished; the
 driver does all the bookkeeping. On Dask a step's result stays on the worker that made it
 and goes straight to the workers of the steps that read it; the driver fetches only a copy
-without the values (outputs are in the blob store already).
+without the values (outputs are in the blob store already). In worker processes a step
+reads what the steps before it wrote from the blob store, and sends back only that copy.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (FIRST_COMPLETED, Future, ProcessPoolExecutor,
+                                ThreadPoolExecutor, wait)
 from typing import Any, Protocol
 
 from prodml.errors import InvalidInputError
-from prodml.pipelines.task import StepTask, TaskResult, execute, meta_of
+from prodml.pipelines.task import Produced, StepTask, Stored, TaskResult, execute, meta_of
 
-ENGINES = ("local", "dask")
+ENGINES = ("local", "processes", "dask")
 
 
 class Engine(Protocol):
@@ -57,6 +60,68 @@ class LocalEngine:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+
+
+class ProcessEngine:
+    """Steps in worker processes (``spawn``ed): CPU-bound Python steps run in parallel,
+    free of the driver's GIL. A task travels as cloudpickle bytes, so a step defined in a
+    pipeline file loaded by path (or in ``__main__``) travels by value."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        import multiprocessing
+
+        self.pool = ProcessPoolExecutor(max_workers=max_workers or os.cpu_count() or 2,
+                                        mp_context=multiprocessing.get_context("spawn"))
+        self.stored: dict[tuple[str, str], Stored] = {}
+        self.names: dict[Future[TaskResult], str] = {}
+
+    def submit(self, name: str, task: StepTask, inputs: dict[str, Any]) -> Future[TaskResult]:
+        import cloudpickle
+
+        # What ran in another process is read back from the blob store it wrote to.
+        local = {path: self.stored[(ref.node, ref.name)] if isinstance(ref, Produced) else ref
+                 for path, ref in inputs.items()}
+        module = sys.modules.get(task.step.function.__module__)
+        if module is not None and getattr(module, "__prodml_loaded_from_path__", False):
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            payload = cloudpickle.dumps((task, local))
+        except Exception as error:  # noqa: BLE001 - e.g. a lock or a connection as argument
+            # The step fails like any other: recorded, with the reason, downstream skipped.
+            future: Future[TaskResult] = Future()
+            future.set_result(TaskResult(error=f"step {task.context.step} cannot be sent to "
+                                         f"a worker process: {type(error).__name__}: {error}"))
+        else:
+            future = self.pool.submit(_execute_pickled, payload)
+        self.names[future] = name
+        return future
+
+    def wait(self, handles: list[Any]) -> list[tuple[Any, TaskResult]]:
+        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+        finished = []
+        for future in done:
+            name = self.names.pop(future)
+            try:
+                result = future.result()
+            except Exception as error:  # noqa: BLE001 - the worker died, or unpickling failed
+                result = TaskResult(error=f"{type(error).__name__}: {error}", exception=error)
+            for output in result.outputs:
+                self.stored[(name, output.name)] = Stored(output.sha256, output.format)
+            finished.append((future, result))
+        return finished
+
+    def release(self, name: str) -> None:
+        pass  # nothing is held in this process
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _execute_pickled(payload: bytes) -> TaskResult:
+    import pickle
+
+    task, inputs = pickle.loads(payload)  # bytes this run's driver just made
+    return meta_of(execute(task, inputs, {}))
 
 
 class DaskEngine:
@@ -119,11 +184,13 @@ class DaskEngine:
 
 
 def open_engine(engine: str, scheduler: Any = None, max_workers: int | None = None) -> Engine:
-    """The engine named ``engine`` (``local`` or ``dask``)."""
+    """The engine named ``engine`` (``local``, ``processes`` or ``dask``)."""
+    if engine in ("local", "processes") and scheduler is not None:
+        raise InvalidInputError("scheduler", scheduler, "only the dask engine takes one")
     if engine == "local":
-        if scheduler is not None:
-            raise InvalidInputError("scheduler", scheduler, "only the dask engine takes one")
         return LocalEngine(max_workers)
+    if engine == "processes":
+        return ProcessEngine(max_workers)
     if engine == "dask":
         return DaskEngine(scheduler)
     raise InvalidInputError("engine", engine, f"must be one of {', '.join(ENGINES)}")

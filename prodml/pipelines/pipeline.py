@@ -98,13 +98,15 @@ class Pipeline:
         return graph
 
     def run(self, params: Mapping[str, Any] | None = None, *, store: Store | None = None,
-            engine: Literal["local", "dask"] = "local", scheduler: Any = None,
+            engine: Literal["local", "processes", "dask"] = "local", scheduler: Any = None,
             cache: bool = True, triggered_by: str = "python",
             max_workers: int | None = None) -> PipelineRun:
         """Run the pipeline and record it; returns the run (check ``run.status``).
 
-        ``engine="dask"`` submits steps to a ``distributed`` cluster: ``scheduler`` is its
-        address or a ``distributed.Client`` (none: a local cluster in this process).
+        ``engine="local"`` runs steps on threads, ``"processes"`` in worker processes (steps
+        must be importable or defined in the pipeline's file), ``"dask"`` as tasks on a
+        ``distributed`` cluster: ``scheduler`` is its address or a ``distributed.Client``
+        (none: a local cluster in this process).
         ``cache=False`` runs every step even when an earlier execution matches.
         """
         from prodml.pipelines.runner import start_run
