@@ -7,6 +7,7 @@ called before it.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -77,14 +78,19 @@ class Graph:
         return found
 
 
-_signatures: dict[int, inspect.Signature] = {}
+# Weak and keyed by the function itself: an id() key could be reused by a new function
+# once the old one is freed (steps defined inside functions), and return its signature.
+_signatures: weakref.WeakKeyDictionary[Any, inspect.Signature] = weakref.WeakKeyDictionary()
 
 
 def _signature(step: Step[Any]) -> inspect.Signature:
-    key = id(step.function)
-    if key not in _signatures:
-        _signatures[key] = inspect.signature(step.function)
-    return _signatures[key]
+    try:
+        return _signatures[step.function]
+    except KeyError:
+        signature = _signatures[step.function] = inspect.signature(step.function)
+        return signature
+    except TypeError:  # not weak-referenceable (a callable object): no cache
+        return inspect.signature(step.function)
 
 
 def _call_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ prodml.errors.InvalidInputError: target='no_such_file.py': no such file
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -56,7 +57,9 @@ def _load_file(location: str, target: str):  # type: ignore[no-untyped-def]
     path = Path(location).expanduser().resolve()
     if not path.is_file():
         raise InvalidInputError("target", target, "no such file")
-    module_name = f"prodml_pipeline_{abs(hash(str(path)))}"
+    # The same name in every process (Python's str hash is salted per process), so the
+    # function references and code digests recorded for its steps are stable.
+    module_name = f"prodml_pipeline_{hashlib.sha256(str(path).encode()).hexdigest()[:16]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise InvalidInputError("target", target, "not a Python file")

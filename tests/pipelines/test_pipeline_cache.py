@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pandas as pd
@@ -194,3 +195,80 @@ def test_unknown_param_is_refused_before_anything_is_recorded(store):
     with pytest.raises(pm.InvalidInputError, match="params.nn"):
         numbers.run(params={"nn": 1}, store=store)
     assert pm.pipelines.runs(store=store) == []
+
+
+HELPERS = '''
+import numpy as np
+
+
+def scale(x):
+    return x * {factor}
+
+
+class Offset:
+    amount = {amount}
+'''
+
+FLOW_WITH_HELPERS = '''
+import prodml as pm
+import helpers
+from helpers import Offset
+
+
+def double_then(x):
+    return helpers.scale(x) + 0
+
+
+@pm.step
+def compute(n: int) -> int:
+    return double_then(n) + Offset.amount
+
+
+@pm.step
+def untouched(n: int) -> int:
+    return n
+
+
+@pm.pipeline
+def flow(n: int = 5):
+    return compute(n), untouched(n)
+'''
+
+
+def test_editing_a_helper_of_the_project_reruns_the_step(tmp_path):
+    """Helpers reached by name (a function of the file, a module's function, an imported
+    class) enter the code digest; installed packages (NumPy here) do not."""
+    from tests.pipelines.test_pipeline_cli import prodml
+
+    (tmp_path / "flow.py").write_text(FLOW_WITH_HELPERS)
+
+    def run_with(factor: int, amount: int) -> dict:
+        (tmp_path / "helpers.py").write_text(HELPERS.format(factor=factor, amount=amount))
+        done = prodml(["run", "flow.py", "--json"], tmp_path)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def statuses_of(run: dict) -> dict:
+        return {e["step"]: e["status"] for e in run["executions"]}
+
+    first = run_with(2, 0)
+    assert statuses_of(first) == {"compute": "succeeded", "untouched": "succeeded"}
+    assert statuses_of(run_with(2, 0)) == {"compute": "cached", "untouched": "cached"}
+    scaled = run_with(3, 0)  # helpers.scale changed: compute runs, untouched stays cached
+    assert statuses_of(scaled) == {"compute": "succeeded", "untouched": "cached"}
+    assert scaled["executions"][0]["outputs"][0]["properties"]["python_type"] == "builtins.int"
+    shifted = run_with(3, 7)  # the imported class changed
+    assert statuses_of(shifted) == {"compute": "succeeded", "untouched": "cached"}
+    digests = {r["executions"][0]["code_digest"] for r in (first, scaled, shifted)}
+    assert len(digests) == 3
+
+
+def test_installed_packages_are_not_followed():
+    import numpy as np
+
+    from prodml.pipelines.code import _helpers
+
+    def uses_numpy(x):
+        return np.mean(x) + pd.Series(x).sum()
+
+    assert _helpers(uses_numpy) == []
