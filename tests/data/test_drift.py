@@ -218,6 +218,33 @@ def test_from_profiles_estimates_are_close_to_exact():
     assert [c.drifted for c in estimate.columns] == [c.drifted for c in exact.columns]
 
 
+def test_a_profile_against_data_keeps_the_data_side_exact():
+    """A training profile against a window of data (what a monitor does): the window is
+    not sketched, so only the reference's side is estimated, and the error is smaller than
+    profile against profile."""
+    rng = np.random.default_rng(11)
+    n = 200_000
+    ref = pa.table({"x": rng.normal(0, 1, n), "g": rng.gamma(2, 1, n)})
+    cur = pa.table({"x": rng.normal(0.15, 1, 50_000), "g": rng.gamma(2.4, 1, 50_000)})
+    pr = profile(ref, seed=1)
+    for method, tol in (("wasserstein", 0.03), ("jensenshannon", 0.02), ("psi", 0.02)):
+        chosen = {"x": method, "g": method}
+        exact, mixed = drift(ref, cur, methods=chosen), drift(pr, cur, methods=chosen)
+        assert mixed.from_profiles and mixed.current_rows == 50_000
+        for name in ("x", "g"):
+            assert abs(mixed[name].score - exact[name].score) < tol, (method, name)
+    # K-S: the reference's uniform sample against every current value, still SciPy's test
+    mixed = drift(pr, cur, methods={"x": "ks"})
+    sample = np.sort(np.asarray(pr["x"].sample_values, dtype=np.float64))
+    assert close(mixed["x"].statistic, stats.ks_2samp(sample, cur.column("x").to_numpy()
+                                                      ).statistic, rel=1e-12)
+    # the current side's summary is the data's own, not a sketch's
+    values = cur.column("g").to_numpy()
+    summary = mixed["g"].current
+    assert close(summary["mean"], values.mean(), rel=1e-12)
+    assert close(summary["median"], np.median(values), rel=1e-12)
+
+
 def test_small_profiles_hold_every_value_so_results_are_exact():
     rng = np.random.default_rng(8)
     ref = pd.DataFrame({"x": rng.normal(0, 1, 3000), "c": rng.choice(["a", "b", "c"], 3000)})
