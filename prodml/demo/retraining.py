@@ -41,14 +41,15 @@ def _store() -> Store:
     return context.store if context is not None else get_store()
 
 
-@pm.step(cache=False)  # the log grows: the same parameters read new rows
-def labelled_traffic(endpoint: str, since: int) -> pd.DataFrame:
-    """The served answers logged from ``since`` on whose true outcome has arrived."""
-    from prodml.serving.log_reader import read_predictions
+@pm.step
+def labelled_traffic(traffic: pm.pipelines.LoggedPredictions) -> pd.DataFrame:
+    """The served answers in the log window whose true outcome has arrived.
 
-    frame = read_predictions(endpoint, since=since, routes=["primary", "canary"],
-                             store=_store())
-    frame = frame.filter(frame["label"].is_not_null())
+    The window is a Source digested by its rows' ids and labels, so the step runs again
+    when the log has new labelled rows, and lineage upstream of the retrained model ends at
+    this window of the endpoint's log."""
+    endpoint = traffic.endpoint
+    frame = traffic.read(_store())
     out = frame.select(["id", "time", *FEATURES, "label"]).to_pandas()
     out[LABEL] = out.pop("label").astype(int)
     out["time"] = pd.to_datetime(out["time"], unit="ms", utc=True)
@@ -77,7 +78,8 @@ canary = pm.step(pm.steps.deploy.function, name="canary", approval=True)
 def loan_retrain(endpoint: str = "loan", since: int = 0, strategy: str = "recent",
                  window: int = 2000, seed: int = 42, champion: str = "loan@champion",
                  step_requests: int = 30) -> Any:
-    traffic = labelled_traffic(endpoint, since)
+    traffic = labelled_traffic(pm.pipelines.LoggedPredictions(
+        endpoint=endpoint, since=since, routes=("primary", "canary")))
     rows = pm.steps.training_data(traffic, strategy=strategy, time_column="time",
                                   window=window if strategy != "all" else None,
                                   half_life="120s" if strategy == "weighted" else None)

@@ -29,6 +29,7 @@ from prodml.pipelines.step import Step, StepOutput, step
 # name -> module; loaded on first use so that defining steps stays cheap
 _LAZY = {
     "Source": "prodml.pipelines.source",
+    "LoggedPredictions": "prodml.pipelines.log_source",
     "current": "prodml.pipelines.context",
     "StepContext": "prodml.pipelines.context",
     "approve": "prodml.pipelines.approvals",

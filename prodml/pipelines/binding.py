@@ -48,9 +48,12 @@ class Bound:
     cache_key: str = ""
 
 
-def bind(node: Node, outputs: dict[tuple[str, str], OutputState], blobs: Any) -> Bound:
-    """Sort ``node``'s arguments (see the module docstring); ``blobs`` keeps Value inputs."""
+def bind(node: Node, outputs: dict[tuple[str, str], OutputState], store: Any) -> Bound:
+    """Sort ``node``'s arguments (see the module docstring); ``store``'s blob store keeps
+    Value inputs, and a source that lives in the store (a prediction log window) is
+    digested there."""
     bound = Bound(arguments={})
+    blobs = store.artifacts
 
     def leaf(path: str, value: Any) -> Any:
         if isinstance(value, StepOutput):
@@ -60,7 +63,7 @@ def bind(node: Node, outputs: dict[tuple[str, str], OutputState], blobs: Any) ->
             bound.digests[path] = state.digest
             return Slot(path)
         if isinstance(value, Source):
-            digest = value.digest()
+            digest = value.digest(store)
             bound.inputs[path] = Given(value)
             bound.bindings.append(InputBinding(path, artifact=ArtifactSpec(
                 "Source", digest, value.uri, value.display_name(), None,

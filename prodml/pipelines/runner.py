@@ -116,7 +116,7 @@ class Driver:
     def _start(self, node: Node) -> None:
         self.state[node.name] = "starting"
         try:
-            bound = bind(node, self.outputs, self.store.artifacts)
+            bound = bind(node, self.outputs, self.store)
         except Exception as error:  # noqa: BLE001 - e.g. a Source that is not there
             self._fail_unbound(node, error)
             return

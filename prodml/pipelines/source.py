@@ -59,8 +59,11 @@ class Source:
     def query(self) -> str | None:
         return self.location if self.connection is not None else None
 
-    def digest(self) -> str:
-        """SHA-256 of the bytes there now (a query: of its text and connection)."""
+    def digest(self, store: Any = None) -> str:
+        """SHA-256 of the bytes there now (a query: of its text and connection).
+
+        ``store`` is the pipeline's (a source that lives in the store uses it; a file or a
+        query does not)."""
         if self.connection is not None:
             text = f"query\n{_hide_password(self.connection)}\n{self.location.strip()}"
             return hashlib.sha256(text.encode()).hexdigest()

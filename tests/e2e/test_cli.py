@@ -86,6 +86,10 @@ def test_demo_closes_the_loop_from_the_alert_to_a_retrained_champion(demo_home):
     up = json.loads(prodml(["lineage", "loan/4", "--up", "--json"], home).stdout)
     labels = {n["label"] for n in up["nodes"]}
     assert "loan labelled traffic" in " ".join(labels)
+    # ...and ends at the window of the endpoint's log the retraining read
+    [window] = [n for n in up["nodes"] if n["label"] == "loan prediction log"]
+    assert window["properties"]["uri"].startswith("prediction-log://loan?since=")
+    assert window["properties"]["properties"]["rows"] > 0
     summary = home / ".prodml" / "reports" / "loan-lifecycle.html"
     assert result["summary_report"] == str(summary)
     page = summary.read_text()
