@@ -106,6 +106,17 @@ def reopen_run(store: Store, run_id: str) -> None:
                                 "already taken it")
 
 
+def note_resume_failure(store: Store, run_id: str, message: str) -> bool:
+    """A resume that failed before it took the run (it stays waiting): say why on the run,
+    where the dashboard shows it; True when written. A run that did start records its own
+    outcome instead."""
+    table = t.pipeline_contexts
+    with store.write() as conn:
+        return conn.execute(update(table).where(table.c.id == run_id,
+                                                table.c.status == "waiting")
+                            .values(error=f"resume failed: {message}"[:2000])).rowcount == 1
+
+
 def close_run(store: Store, run_id: str, status: str, error: str | None,
               skipped: list[ExecutionSpec]) -> None:
     """End the run with its status, recording the steps it never reached as skipped."""

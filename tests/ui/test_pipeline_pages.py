@@ -265,6 +265,57 @@ def test_reject_through_the_api_fails_the_run_when_it_resumes(site, tmp_path):
     assert all(e.step != "register" or e.status == "skipped" for e in done.executions)
 
 
+FLAKY = textwrap.dedent('''
+    import os
+    import prodml as pm
+
+    @pm.step(approval=True)
+    def ship(n: int) -> int:
+        return n
+
+    @pm.pipeline
+    def flaky(n: int = 1):
+        if os.path.exists(os.path.join(os.path.dirname(__file__), "BREAK")):
+            raise RuntimeError("the pipeline file changed under the run")
+        return ship(n)
+''')
+
+
+def test_a_resume_that_fails_in_the_background_says_why_on_the_run(site, tmp_path):
+    from prodml.pipelines import get_run, load_pipeline
+
+    path = tmp_path / "flaky_flow.py"
+    path.write_text(FLAKY)
+    run = load_pipeline(f"{path}:flaky").run(store=site["store"])
+    assert run.status == "waiting"
+    auth = {"Authorization": f"Bearer {TOKEN}", "X-Prodml-Actor": "ana"}
+    with httpx.Client(base_url=site["url"], timeout=10) as client:
+        assert client.post(f"/admin/pipelines/{run.id}/steps/ship/approve",
+                           headers=auth).status_code == 200
+        (tmp_path / "BREAK").write_text("")  # tracing it again now fails, after the checks
+        assert client.post(f"/admin/pipelines/{run.id}/resume",
+                           headers=auth).status_code == 202
+        deadline = time.monotonic() + 20
+        while not get_run(run.id, store=site["store"]).error and time.monotonic() < deadline:
+            time.sleep(0.1)
+        noted = get_run(run.id, store=site["store"])
+        assert noted.status == "waiting"  # nothing ran; it can be resumed once mended
+        assert noted.error.startswith("resume failed: ")
+        assert "the pipeline file changed under the run" in noted.error
+        page = client.get(f"/ui/pipelines/{run.id}")
+        assert page.status_code == 200 and "resume failed: " in page.text
+
+        (tmp_path / "BREAK").unlink()  # mended: the next resume runs and clears the note
+        assert client.post(f"/admin/pipelines/{run.id}/resume",
+                           headers=auth).status_code == 202
+        deadline = time.monotonic() + 20
+        while get_run(run.id, store=site["store"]).status != "succeeded" \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+    done = get_run(run.id, store=site["store"])
+    assert done.status == "succeeded" and done.error is None and done.output("ship") == 1
+
+
 def test_pipeline_queries_count_steps_and_link_records(store, tmp_path):
     """The pages' queries on SQLite and PostgreSQL: counts per status in one grouped query,
     the run an alert started, the run that registered a version."""
