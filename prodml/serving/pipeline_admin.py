@@ -98,14 +98,14 @@ def include_pipeline_admin(app: FastAPI, *, store: Store, admin: Callable[..., s
         try:
             done = resume(run_id, store=store)
             log.info("pipeline run %s resumed: %s", run_id, done.status)
-        except Exception as error:  # noqa: BLE001 - a background thread: record, don't raise
+        except Exception as error:  # a background thread: record it, do not raise
             log.exception("resuming pipeline run %s failed", run_id)
             from prodml.pipelines.records import note_resume_failure
             from prodml.pipelines.task import _describe
 
             try:  # on the run itself, so the person who pressed Resume sees why
                 note_resume_failure(store, run_id, _describe(error))
-            except Exception:  # noqa: BLE001 - the store itself is down: the log has it
+            except Exception:  # the store itself is down: the log has it
                 log.exception("recording the failed resume of %s failed", run_id)
         finally:
             with lock:
