@@ -51,10 +51,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import logging
-import math
-import os
 import queue
-import random
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -65,6 +62,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from prodml.errors import InvalidInputError, ProdmlError, StoreUnavailableError
 from prodml.serving import log_payload
+from prodml.serving.log_record import (ROW_KEYS, PredictionRecord, new_prediction_id,
+                                       prediction_row)
 from prodml.serving.log_reader import get_prediction, read_predictions
 from prodml.store import Store, now_ms
 from prodml.store import tables as t
@@ -76,64 +75,6 @@ __all__ = ["LogStats", "PredictionLog", "PredictionRecord", "get_prediction", "h
 log = logging.getLogger("prodml.serving.prediction_log")
 hash_pii = log_payload.hash_pii
 MODES = ("durable", "fast")
-
-
-def new_prediction_id() -> str:
-    """32 hex characters: the time in ms (12) then 80 random bits (20).
-
-    Ids sort by creation time (to the millisecond; within one process strictly, as ids of
-    the same millisecond count up from a random start) and are unique across processes and
-    machines without coordination.
-
-    >>> a, b = new_prediction_id(), new_prediction_id()
-    >>> len(a), a < b
-    (32, True)
-    """
-    global _last_ms, _last_random
-    ms = time.time_ns() // 1_000_000
-    with _id_lock:
-        if ms <= _last_ms:  # same millisecond (or the clock stepped back): count up
-            ms, _last_random = _last_ms, (_last_random + 1) & _RANDOM_MASK
-        else:
-            _last_ms, _last_random = ms, _random.getrandbits(79)
-        return f"{ms:012x}{_last_random:020x}"
-
-
-def _reseed() -> None:
-    """A fresh generator, seeded from the OS (per process: a forked worker reseeds), so
-    ids stay unique across processes without a system call per millisecond."""
-    global _random, _last_ms
-    _random, _last_ms = random.Random(os.urandom(32)), 0
-
-
-_id_lock = threading.Lock()
-_last_ms, _last_random = 0, 0
-_random: random.Random
-_RANDOM_MASK = (1 << 80) - 1
-_reseed()
-os.register_at_fork(after_in_child=_reseed)
-
-
-@dataclass(slots=True)
-class PredictionRecord:
-    """One answered (or mirrored) request, as the log stores it."""
-
-    id: str
-    time: int  # ms since the epoch
-    endpoint: str
-    model_name: str | None
-    model_version: int | None
-    route: str  # primary, canary, shadow, fallback, human
-    revision: int | None  # the endpoint revision that routed it
-    routing_key: str | None
-    inputs: dict[str, Any]  # one row of features
-    prediction: Any  # JSON-able answer (class label, number, None)
-    probabilities: dict[str, float] | None  # per class, when the model gives them
-    confidence: float | None
-    latency_ms: float
-    status: str  # ok, error, timeout, review
-    error: str | None = None
-    parent_id: str | None = None  # a shadow's link to the answer that was returned
 
 
 @dataclass(frozen=True)
@@ -450,7 +391,7 @@ class PredictionLog:
             except Exception as exc:  # noqa: BLE001 - the predictions are logged without it
                 why = f"inputs not logged: {type(exc).__name__}: {exc}"
                 columns, problems = None, {i: [why] for i in range(len(group))}
-            group_rows = [_row(record, problems.get(i)) for i, record in enumerate(group)]
+            group_rows = [prediction_row(record, problems.get(i)) for i, record in enumerate(group)]
             payload = None
             if columns is not None:
                 try:
@@ -500,7 +441,7 @@ class PredictionLog:
         order, for drivers that take tuples)."""
         if self._insert is None:
             compiled = t.predictions.insert().compile(dialect=conn.dialect,
-                                                      column_keys=list(_ROW_KEYS))
+                                                      column_keys=list(ROW_KEYS))
             order = tuple(compiled.positiontup) if compiled.positional else None
             self._insert = (str(compiled), order)
         return self._insert
@@ -554,43 +495,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError):
         return describe_error(exc)
     return f"{type(exc).__name__}: {exc}"
-
-
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number  # SQLite cannot hold NaN
-
-
-def _integer(value: Any) -> int | None:
-    return None if value is None else int(value)  # NumPy integers too
-
-
-_ROW_KEYS = ("id", "time", "endpoint", "model_name", "model_version", "route", "revision",
-             "routing_key", "prediction", "confidence", "latency_ms", "status", "error",
-             "parent_id", "batch_id", "row")
-
-
-def _row(record: PredictionRecord, problems: list[str] | None) -> dict[str, Any]:
-    notes = list(problems or ())
-    try:
-        prediction = log_payload.to_json(record.prediction)
-    except TypeError as exc:
-        prediction = None
-        notes.append(f"prediction not logged: {exc}")
-    error = record.error
-    if notes:
-        log.warning("prediction %s: %s", record.id, "; ".join(notes))
-        error = "; ".join(([error] if error else []) + notes)
-    return {"id": record.id, "time": int(record.time), "endpoint": record.endpoint,
-            "model_name": record.model_name, "model_version": _integer(record.model_version),
-            "route": record.route, "revision": _integer(record.revision),
-            "routing_key": record.routing_key, "prediction": prediction,
-            "confidence": _number(record.confidence), "latency_ms": _number(record.latency_ms),
-            "status": record.status, "error": error, "parent_id": record.parent_id,
-            "batch_id": None, "row": None}
-
