@@ -32,17 +32,14 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-class LocalEngine:
-    """Steps on a thread pool: independent steps run at the same time."""
+class _PoolEngine:
+    """Steps as futures of a ``concurrent.futures`` pool, each known by its step's name."""
 
-    def __init__(self, max_workers: int | None = None) -> None:
-        workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prodml-step")
-        self.results: dict[str, TaskResult] = {}
+    def __init__(self, pool: ThreadPoolExecutor | ProcessPoolExecutor) -> None:
+        self.pool = pool
         self.names: dict[Future[TaskResult], str] = {}
 
-    def submit(self, name: str, task: StepTask, inputs: dict[str, Any]) -> Future[TaskResult]:
-        future = self.pool.submit(execute, task, inputs, self.results)
+    def _track(self, name: str, future: Future[TaskResult]) -> Future[TaskResult]:
         self.names[future] = name
         return future
 
@@ -50,19 +47,45 @@ class LocalEngine:
         done, _ = wait(handles, return_when=FIRST_COMPLETED)
         finished = []
         for future in done:
-            result = future.result()
-            self.results[self.names.pop(future)] = result
+            name = self.names.pop(future)
+            try:
+                result = future.result()
+            except Exception as error:  # noqa: BLE001 - a worker died, unpickling failed
+                result = TaskResult(error=f"{type(error).__name__}: {error}", exception=error)
+            self._keep(name, result)
             finished.append((future, result))
         return finished
+
+    def _keep(self, name: str, result: TaskResult) -> None:
+        """What later steps will need of a finished one."""
+
+    def release(self, name: str) -> None:
+        pass
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class LocalEngine(_PoolEngine):
+    """Steps on a thread pool: independent steps run at the same time."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        super().__init__(ThreadPoolExecutor(max_workers=workers,
+                                            thread_name_prefix="prodml-step"))
+        self.results: dict[str, TaskResult] = {}  # values stay in memory for the readers
+
+    def submit(self, name: str, task: StepTask, inputs: dict[str, Any]) -> Future[TaskResult]:
+        return self._track(name, self.pool.submit(execute, task, inputs, self.results))
+
+    def _keep(self, name: str, result: TaskResult) -> None:
+        self.results[name] = result
 
     def release(self, name: str) -> None:
         self.results.pop(name, None)
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
 
-
-class ProcessEngine:
+class ProcessEngine(_PoolEngine):
     """Steps in worker processes (``spawn``ed): CPU-bound Python steps run in parallel,
     free of the driver's GIL. A task travels as cloudpickle bytes, so a step defined in a
     pipeline file loaded by path (or in ``__main__``) travels by value."""
@@ -70,10 +93,9 @@ class ProcessEngine:
     def __init__(self, max_workers: int | None = None) -> None:
         import multiprocessing
 
-        self.pool = ProcessPoolExecutor(max_workers=max_workers or os.cpu_count() or 2,
-                                        mp_context=multiprocessing.get_context("spawn"))
+        super().__init__(ProcessPoolExecutor(max_workers=max_workers or os.cpu_count() or 2,
+                                             mp_context=multiprocessing.get_context("spawn")))
         self.stored: dict[tuple[str, str], Stored] = {}
-        self.names: dict[Future[TaskResult], str] = {}
 
     def submit(self, name: str, task: StepTask, inputs: dict[str, Any]) -> Future[TaskResult]:
         import cloudpickle
@@ -91,30 +113,12 @@ class ProcessEngine:
             future: Future[TaskResult] = Future()
             future.set_result(TaskResult(error=f"step {task.context.step} cannot be sent to "
                                          f"a worker process: {type(error).__name__}: {error}"))
-        else:
-            future = self.pool.submit(_execute_pickled, payload)
-        self.names[future] = name
-        return future
+            return self._track(name, future)
+        return self._track(name, self.pool.submit(_execute_pickled, payload))
 
-    def wait(self, handles: list[Any]) -> list[tuple[Any, TaskResult]]:
-        done, _ = wait(handles, return_when=FIRST_COMPLETED)
-        finished = []
-        for future in done:
-            name = self.names.pop(future)
-            try:
-                result = future.result()
-            except Exception as error:  # noqa: BLE001 - the worker died, or unpickling failed
-                result = TaskResult(error=f"{type(error).__name__}: {error}", exception=error)
-            for output in result.outputs:
-                self.stored[(name, output.name)] = Stored(output.sha256, output.format)
-            finished.append((future, result))
-        return finished
-
-    def release(self, name: str) -> None:
-        pass  # nothing is held in this process
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def _keep(self, name: str, result: TaskResult) -> None:
+        for output in result.outputs:
+            self.stored[(name, output.name)] = Stored(output.sha256, output.format)
 
 
 def _execute_pickled(payload: bytes) -> TaskResult:

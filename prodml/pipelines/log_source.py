@@ -92,10 +92,8 @@ class LoggedPredictions(Source):
         selects = (f"prediction-log\n{self.endpoint}\n{self.since or 0}\n"
                    f"{','.join(self.routes or ())}\n{int(self.labelled)}\n")
         digest = hashlib.sha256(selects.encode())
-        labels = frame["label"].cast(str).fill_null("") if "label" in frame.columns else None
-        for index, prediction_id in enumerate(frame["id"].to_list()):
-            label = labels[index] if labels is not None else ""
-            digest.update(f"{prediction_id}\t{label}\n".encode())
+        if frame.height:  # one "id<TAB>label" line per row, hashed in one call
+            digest.update(("\n".join(_lines(frame)) + "\n").encode())
         object.__setattr__(self, "_rows", frame.height)  # for properties(), just after
         return digest.hexdigest()
 
@@ -115,6 +113,19 @@ class LoggedPredictions(Source):
 
     def __fspath__(self) -> str:
         raise TypeError("a prediction log window has no path: use .read()")
+
+
+def _lines(frame: pl.DataFrame) -> list[str]:
+    import polars as pl
+
+    ids = frame["id"]
+    if "label" not in frame.columns:
+        return ids.to_list()
+    try:
+        labels = frame["label"].cast(pl.String)
+    except Exception:  # noqa: BLE001 - a nested label (a list, a record): its repr
+        labels = pl.Series([repr(v) for v in frame["label"].to_list()], dtype=pl.String)
+    return (ids + "\t" + labels.fill_null("")).to_list()
 
 
 def _step_store() -> Store:
