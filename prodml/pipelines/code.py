@@ -31,6 +31,8 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from prodml.pipelines.step import Step
+
 # Bump when what a cached output means changes (serialization formats, key layout).
 CACHE_VERSION = "1"
 
@@ -60,9 +62,8 @@ def code_digest(function: Callable[..., Any]) -> str:
 
 
 def _unwrap(function: Any) -> Any:
-    inner = getattr(function, "function", None)  # a Step wraps its function
-    if inner is not None and callable(inner) and type(function).__name__ == "Step":
-        function = inner
+    if isinstance(function, Step):  # a step another step calls: its function
+        function = function.function
     return inspect.unwrap(function) if hasattr(function, "__wrapped__") else function
 
 

@@ -16,9 +16,9 @@ storage) for a cluster with more than one machine; see docs/pipelines.md.
 >>> from prodml.store.artifacts import ArtifactStore
 >>> blobs = ArtifactStore(tempfile.mkdtemp())
 >>> frame = dd.from_pandas(pd.DataFrame({"x": range(6)}), npartitions=2)
->>> manifest, facts = write_frame(frame, blobs)
->>> facts["rows"], facts["npartitions"]
-(6, 2)
+>>> manifest = write_frame(frame, blobs)
+>>> import json; json.loads(manifest)["rows"]
+[3, 3]
 >>> back = read_frame(manifest, blobs)
 >>> back.npartitions, int(back["x"].sum().compute())
 (2, 15)
@@ -33,8 +33,8 @@ from typing import Any
 FORMAT = "dask-parquet"
 
 
-def write_frame(frame: Any, blobs: Any) -> tuple[bytes, dict[str, Any]]:
-    """Store every partition of ``frame``; the manifest's bytes and facts for properties."""
+def write_frame(frame: Any, blobs: Any) -> bytes:
+    """Store every partition of ``frame``; the manifest's bytes."""
     import dask
 
     parts = [dask.delayed(_put_partition)(part, blobs.location)
@@ -50,10 +50,7 @@ def write_frame(frame: Any, blobs: Any) -> tuple[bytes, dict[str, Any]]:
         "meta": meta.sha256,
         "divisions": divisions if _json_safe(divisions) else None,
     }
-    data = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-    facts = {"rows": int(sum(manifest["rows"])), "npartitions": len(written),
-             "columns": [str(c) for c in frame.columns][:200]}
-    return data, facts
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
 
 
 def read_frame(manifest: bytes, blobs: Any) -> Any:

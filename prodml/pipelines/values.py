@@ -44,7 +44,7 @@ def serialize(value: Any, blobs: Any = None) -> tuple[bytes, str]:
             raise ValueError("a Dask DataFrame is stored as partitions: pass blobs=")
         from prodml.pipelines.dask_frames import FORMAT, write_frame
 
-        return write_frame(value, blobs)[0], FORMAT
+        return write_frame(value, blobs), FORMAT
     try:
         return _columnar(value, kind)
     except Exception:  # noqa: BLE001 - e.g. a mixed-type object column Parquet cannot hold
