@@ -90,22 +90,15 @@ def _compute(collections: list[Any]) -> list[Any]:
 
 
 def _put_partition(part: Any, location: str) -> tuple[str, int]:
-    return _blob_store(location).put_bytes(_parquet_bytes(part)).sha256, len(part)
+    from prodml.pipelines.task import blob_store
+
+    return blob_store(location).put_bytes(_parquet_bytes(part)).sha256, len(part)
 
 
 def _get_partition(sha256: str, location: str) -> Any:
-    return _read_parquet(_blob_store(location).get_bytes(sha256))
+    from prodml.pipelines.task import blob_store
 
-
-_opened: dict[str, Any] = {}
-
-
-def _blob_store(location: str) -> Any:
-    from prodml.store.artifacts import ArtifactStore
-
-    if location not in _opened:
-        _opened[location] = ArtifactStore(location)
-    return _opened[location]
+    return _read_parquet(blob_store(location).get_bytes(sha256))
 
 
 def _parquet_bytes(frame: Any) -> bytes:

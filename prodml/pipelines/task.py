@@ -205,12 +205,16 @@ _artifact_stores: dict[str, Any] = {}
 def _blobs(context: StepContext) -> Any:
     """The blob store: the registered store's when this process has it, else opened here."""
     from prodml.pipelines.context import _stores
-    from prodml.store.artifacts import ArtifactStore
 
     store = _stores.get((context.database_url, context.artifacts))
-    if store is not None:
-        return store.artifacts
-    blobs = _artifact_stores.get(context.artifacts)
+    return store.artifacts if store is not None else blob_store(context.artifacts)
+
+
+def blob_store(location: str) -> Any:
+    """The blob store at ``location``, opened once per process (workers open it by name)."""
+    from prodml.store.artifacts import ArtifactStore
+
+    blobs = _artifact_stores.get(location)
     if blobs is None:
-        blobs = _artifact_stores[context.artifacts] = ArtifactStore(context.artifacts)
+        blobs = _artifact_stores[location] = ArtifactStore(location)
     return blobs
