@@ -195,6 +195,7 @@ class Driver:
             self.outputs[(node.name, output.name)] = OutputState(
                 output.artifact_id, output.digest, Stored(output.sha256, output.format))
         self.state[node.name] = "done"
+        self._release_spent(node)  # a cached reader may be the last one too
 
     def _fail_unbound(self, node: Node, error: BaseException) -> None:
         from prodml.pipelines.task import _describe

@@ -3,10 +3,11 @@
 Frames (pandas, Polars, Arrow) are kept as Parquet, NumPy arrays as ``.npy``, values JSON
 can hold exactly as canonical JSON (sorted keys, no spaces), so equal values give equal bytes
 and equal digests. A Dask DataFrame is kept as Parquet partitions written where they are
-computed, and a manifest (see :mod:`prodml.pipelines.dask_frames`). Anything else (a fitted model, a result object) is pickled. Unpickling is
-safe here because a pipeline blob is only ever read back from prodml's own content-addressed
-store, which checks every blob's SHA-256 against the digest the database recorded before it
-hands over a byte: a file swapped on disk is refused, never unpickled.
+computed, and a manifest (see :mod:`prodml.pipelines.dask_frames`). Anything else (a fitted
+model, a result object) is pickled. Unpickling is safe here because a pipeline blob is only
+ever read back from prodml's own content-addressed store, which checks every blob's SHA-256
+against the digest the database recorded before it hands over a byte: a file swapped on
+disk is refused, never unpickled.
 
 >>> data, fmt = serialize({"b": 1, "a": [1.5, None]})
 >>> data, fmt
