@@ -196,6 +196,9 @@ endpoints = Table(
     Column("fallback", Text),  # an expression or "module:callable"
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # (0008) what the endpoint demands of whatever it serves: require_blessing, retention,
+    # archive, keep_labelled, pii (columns hashed on every route whatever the version says).
+    Column("policy", JSON),
 )
 
 # Every change of an endpoint: who, when, why, from, to.
@@ -265,6 +268,7 @@ feedback = Table(
     Column("value", Text),  # JSON: the label, or the event's value
     Column("time", BigInteger, nullable=False),
     Column("source", String(64), nullable=False),  # api, import, review
+    Column("actor", String(255)),  # (0008) the identity that gave it (its token's name)
 )
 Index("ix_feedback_prediction_id", feedback.c.prediction_id)
 Index("ix_feedback_time", feedback.c.time)
@@ -491,3 +495,37 @@ events = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 Index("ix_events_artifact", events.c.artifact_id, events.c.kind)
+
+# ---- access (0008) ---------------------------------------------------------------------------
+# An identity: a person or a service with a role (viewer, labeler, deployer, admin). Only the
+# SHA-256 of the token is kept (tokens are 256 random bits, so a slow hash adds nothing);
+# ``prefix`` is its first characters, enough for a person to tell tokens apart in a list.
+access_tokens = Table(
+    "access_tokens", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_sha256", String(64), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("revoked_at", BigInteger),
+    Column("revoked_by", String(255)),
+    UniqueConstraint("token_sha256", name="uq_access_tokens_token_sha256"),
+)
+Index("ix_access_tokens_name", access_tokens.c.name)
+
+# Every prune of an endpoint's prediction log: rows older than ``before`` went (to
+# ``archive_uri`` first when archived); labelled rows kept for retraining are counted apart.
+log_prunes = Table(
+    "log_prunes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(255), nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("before", BigInteger, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("kept_labelled", Integer, nullable=False),
+    Column("archive_uri", String(2048)),
+    Column("actor", String(255), nullable=False),
+)
+Index("ix_log_prunes_endpoint_time", log_prunes.c.endpoint, log_prunes.c.time)
