@@ -19,6 +19,7 @@ from prodml.cli import review as review_cli
 from prodml.cli import monitor as monitor_cli
 from prodml.cli import alerts as alerts_cli
 from prodml.cli import pipeline as pipeline_cli
+from prodml.cli import tokens as tokens_cli
 from prodml.cli.drift import drift_command
 from prodml.cli.evaluate import evaluate_command
 from prodml.cli.lineage import lineage_command
@@ -39,6 +40,7 @@ app.add_typer(review_cli.app, name="review")
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(alerts_cli.app, name="alerts")
 app.add_typer(pipeline_cli.app, name="pipeline")
+app.add_typer(tokens_cli.app, name="tokens")
 app.command("profile")(profile_command)
 app.add_typer(schema_cli.app, name="schema")
 app.command("validate")(schema_cli.validate_command)

@@ -31,9 +31,23 @@ def serve_command(
         access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
         monitor_every: Annotated[Optional[str], typer.Option(
             help="Run every enabled monitor in the background at this interval (30s, 1m).")
-                                 ] = None) -> None:
+                                 ] = None,
+        allowed_host: Annotated[Optional[list[str]], typer.Option(
+            "--allowed-host", help="A host name clients use for this server, besides "
+                                   "loopback ones (repeat; '*' for any, behind a proxy).")
+                                ] = None,
+        allowed_origin: Annotated[Optional[list[str]], typer.Option(
+            "--allowed-origin", help="Another origin whose pages may make changes "
+                                     "(https://ops.example.com; repeat).")] = None,
+        predict_access: Annotated[Optional[str], typer.Option(
+            help="open (default) or token: prediction routes need a viewer token.")] = None,
+        read_access: Annotated[Optional[str], typer.Option(
+            help="open or token: pages and read APIs need a viewer token (default: open "
+                 "on a loopback address, token on any other).")] = None) -> None:
     """Serve the store's endpoints over HTTP (uvicorn): OIP v2, MLflow scoring, plain JSON."""
     import uvicorn
+
+    from prodml.serving.gate import LOOPBACK_HOSTS, AccessPolicy
 
     if log_mode not in ("durable", "fast"):
         raise InvalidInputError("--log-mode", log_mode, "must be durable or fast")
@@ -43,15 +57,43 @@ def serve_command(
         os.environ[ENV] = monitor_every
     os.environ["PRODML_LOG_MODE"] = log_mode
     os.environ["PRODML_SERVE_ENDPOINTS"] = ",".join(endpoint or [])
+    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
+    hosts = [*_env_list("PRODML_ALLOWED_HOSTS"), *(allowed_host or [])]
+    if not loopback and host not in ("0.0.0.0", "::"):
+        hosts.append(host)  # the address it was asked to listen on is a name of it
+    origins = [*_env_list("PRODML_ALLOWED_ORIGINS"), *(allowed_origin or [])]
+    predict_access = predict_access or os.environ.get("PRODML_PREDICT_ACCESS") or "open"
+    read_access = read_access or os.environ.get("PRODML_READ_ACCESS") \
+        or ("open" if loopback else "token")
+    AccessPolicy(frozenset(hosts), frozenset(origins), predict_access, read_access)  # checks
+    os.environ.update({"PRODML_ALLOWED_HOSTS": ",".join(hosts),
+                       "PRODML_ALLOWED_ORIGINS": ",".join(origins),
+                       "PRODML_PREDICT_ACCESS": predict_access,
+                       "PRODML_READ_ACCESS": read_access})
+    from prodml.access import ensure_local_admin
+    from prodml.config import Settings
     from prodml.store import get_store
     store = get_store()  # migrate once here, not racing in every worker
     os.environ.setdefault("PRODML_DATABASE_URL", store.database_url)
+    settings = Settings.from_env()
+    local = ensure_local_admin(store, settings.home, env_admin_token=settings.admin_token)
     console.print(f"serving {store.display_url} on http://{host}:{port} "
                   f"({workers} worker{'s' * (workers > 1)}, {log_mode} log) · docs at /docs",
                   highlight=False)
+    if local is not None:
+        console.print(f"admin token {'made' if local.created else 'kept'} in {local.path} "
+                      "(owner-only); sign in to the dashboard with it, or make others with "
+                      "prodml tokens create", highlight=False)
+    if host in ("0.0.0.0", "::") and not hosts:
+        console.print("listening on every interface: clients must use a loopback name "
+                      "until you name others with --allowed-host", highlight=False)
     uvicorn.run("prodml.serving.asgi:app_factory", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=access_log,
                 timeout_graceful_shutdown=10)
+
+
+def _env_list(name: str) -> list[str]:
+    return [n.strip() for n in os.environ.get(name, "").split(",") if n.strip()]
 
 
 def deploy_command(

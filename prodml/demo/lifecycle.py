@@ -88,9 +88,15 @@ def run_demo(rows: int = 6000, seed: int = 42, *, store: Store | None = None,
         server = None
         if serve:
             from prodml.demo.serving import DemoServer
+            from prodml.access import ensure_local_admin
+            from prodml.config import Settings
             server = stack.enter_context(DemoServer(store))
             result.dashboard_url = server.url
             say(f"dashboard live at {server.url}/ui (records appear as the demo makes them)")
+            local = ensure_local_admin(store, Settings.from_env().home)
+            if local is not None:
+                say(f"sign in to it with the admin token in {local.path} to roll back or "
+                    "approve from the page")
         _acts(result, store, rows, seed, server, fast, say)
         result.summary_report = str(write_summary(
             result.to_dict(), Path(store.artifacts.location).parent / "reports"
@@ -235,7 +241,7 @@ def _acts(result: DemoResult, store: Store, rows: int, seed: int, server: Any, f
             if started:  # an alert started the retraining pipeline: finish its rollout
                 result.retraining = retraining.finish_rollout(
                     store, started, retraining.after_change(traffic["window"], seed + 11),
-                    server.url, say=say)
+                    server, say=say)
                 result.runs["retrained"] = result.retraining["run"]
 
 

@@ -83,9 +83,7 @@ def monitoring_story(store: Store, *, seed: int = 42, rows: int = 12_000, window
                                        json={"records": records})
                 response.raise_for_status()
                 answers += response.json()["predictions"]
-            client.post("/feedback", json=[
-                {"prediction_id": a["prediction_id"], "label": int(y)}
-                for a, y in zip(answers, part[LABEL])]).raise_for_status()
+            live.feedback(answers, list(part[LABEL]))
             runs.append(run_monitor(MONITOR, store=store, lag_ms=0))
             if on_window is not None:  # e.g. the retraining act, once an alert asks for it
                 on_window(start // window, runs[-1])

@@ -123,7 +123,7 @@ def started_by_alert(store: Store, since: int) -> dict[str, Any]:
 
 
 def finish_rollout(store: Store, started: dict[str, Any], traffic: pd.DataFrame,
-                   url: str, *, say: Callable[[str], None] = lambda m: None
+                   server: Any, *, say: Callable[[str], None] = lambda m: None
                    ) -> dict[str, Any]:
     """Approve the waiting canary, resume the run, replay post-change traffic with its labels
     until the canary is promoted or rolled back; what happened."""
@@ -160,16 +160,11 @@ def finish_rollout(store: Store, started: dict[str, Any], traffic: pd.DataFrame,
     records = traffic[FEATURES].to_dict(orient="records")
     labels = traffic[LABEL].tolist()
     deadline = time.monotonic() + 90
-    import httpx
-
-    with httpx.Client(base_url=url, timeout=30) as client:
-        for start in range(0, len(records), 200):
-            if d_finished(store) or time.monotonic() > deadline:
-                break
-            answers = replay(url, records[start:start + 200])
-            client.post("/feedback", json=[
-                {"prediction_id": a["prediction_id"], "label": int(y)}
-                for a, y in zip(answers, labels[start:start + 200])]).raise_for_status()
+    for start in range(0, len(records), 200):
+        if d_finished(store) or time.monotonic() > deadline:
+            break
+        answers = replay(server.url, records[start:start + 200])
+        server.feedback(answers, labels[start:start + 200])
     for _ in range(50):
         if d_finished(store):
             break

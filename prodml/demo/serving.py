@@ -1,7 +1,9 @@
 """The demo's serving act: serve the champion, shadow a challenger, then canary it.
 
 A real uvicorn server runs in a thread on 127.0.0.1; loan applications are replayed to it
-over HTTP by a few concurrent clients. The challenger is first mirrored (its answers logged,
+over HTTP by a few concurrent clients. Deployments go through its admin API with a
+``deployer`` token and labels through ``/feedback`` with a ``labeler`` token, as a team's CI
+job and labelling tool would; the history records the tokens' names. The challenger is first mirrored (its answers logged,
 never returned) and then canaried with guards, stepping up until promoted, or rolled back
 if a guard fails. Everything shows in the prediction log and the deployment history.
 """
@@ -34,8 +36,13 @@ class DemoServer:
     def __init__(self, store: Store, port: int | None = None) -> None:
         import uvicorn
 
+        from prodml.access import create_token
         from prodml.serving.app import create_app
 
+        self.store = store
+        self.tokens = {role: create_token(f"demo-{role}", role, created_by="prodml demo",
+                                          store=store).token
+                       for role in ("deployer", "labeler")}
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(create_app(store, poll_interval=0.2), host="127.0.0.1",
@@ -53,8 +60,33 @@ class DemoServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        from prodml.access import revoke_token
+
         self.server.should_exit = True
         self.thread.join(timeout=15)
+        for role in self.tokens:  # the demo's tokens live as long as its server
+            revoke_token(f"demo-{role}", by="prodml demo", store=self.store)
+
+    def client(self, role: str | None = None, timeout: float = 30) -> httpx.Client:
+        """A client of this server, holding the demo's token for ``role`` when named."""
+        headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
+        return httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+
+    def deploy(self, model: str, strategy: str = "direct", **options: Any) -> dict[str, Any]:
+        """Deploy through the admin API, as the demo's deployer."""
+        with self.client("deployer") as client:
+            answer = client.post(f"/endpoints/{ENDPOINT}/deploy",
+                                 json={"model": model, "strategy": strategy, **options})
+        if answer.status_code != 200:
+            raise RuntimeError(f"deploy {model} was refused: {answer.text}")
+        return answer.json()
+
+    def feedback(self, answers: list[dict[str, Any]], labels: list[int]) -> None:
+        """Labels for earlier answers, as the demo's labeler."""
+        items = [{"prediction_id": a["prediction_id"], "label": int(y)}
+                 for a, y in zip(answers, labels)]
+        with self.client("labeler") as client:
+            client.post("/feedback", json=items).raise_for_status()
 
 
 @contextlib.contextmanager
@@ -98,32 +130,30 @@ def serving_story(store: Store, records: list[dict[str, Any]], labels: list[int]
 
     ``server`` is the demo's running server (one for the whole demo, so the dashboard's URL
     stays the same); without it, one runs for this act only."""
-    eps.deploy(ENDPOINT, champion, store=store, reason="serve the blessed champion",
-               fallback="1 if salary > 100000 else 0")
     story: dict[str, Any] = {"endpoint": ENDPOINT}
     third = len(records) // 3
     with running(store, server) as live:
         story["url"] = live.url
+        live.deploy(champion, reason="serve the blessed champion",
+                    fallback="1 if salary > 100000 else 0")
         _wait_for_revision(live.url, store)
         say(f"serving {champion} at {live.url}/endpoints/{ENDPOINT}/predict; replaying "
             f"{third} applications")
         first = replay(live.url, records[:third])
-        _feedback(live.url, first, labels[:third])
+        live.feedback(first, labels[:third])
 
-        eps.deploy(ENDPOINT, challenger, "shadow", percent=100, store=store,
-                   reason="shadow the challenger on live traffic")
+        live.deploy(challenger, "shadow", percent=100,
+                    reason="shadow the challenger on live traffic")
         _wait_for_revision(live.url, store)
         say(f"shadowing {challenger} on 100% of traffic (answers logged, never returned)")
         replay(live.url, records[third:2 * third])
         story["shadow_agreement"] = shadow_agreement(store, challenger)
 
         per_step = max(10, min(40, len(records) // 15))  # small demos step sooner
-        eps.deploy(ENDPOINT, challenger, "canary", steps=[10, 50, 100],
-                   step_every_requests=per_step, guards={"max_error_rate": 0.01,
-                                                         "max_latency_p99_ms": 1000,
-                                                         "max_disagreement": 0.25,
-                                                         "min_requests": per_step},
-                   store=store, reason="canary the challenger: 10%, 50%, 100%")
+        live.deploy(challenger, "canary", steps=[10, 50, 100], step_every_requests=per_step,
+                    guards={"max_error_rate": 0.01, "max_latency_p99_ms": 1000,
+                            "max_disagreement": 0.25, "min_requests": per_step},
+                    reason="canary the challenger: 10%, 50%, 100%")
         _wait_for_revision(live.url, store)
         say(f"canary {challenger}: 10% → 50% → 100%, guarded on errors, p99 latency and "
             "disagreement with the champion")
@@ -159,14 +189,6 @@ def _wait_for_revision(url: str, store: Store, timeout: float = 10) -> None:
                 break
             time.sleep(0.1)
     time.sleep(0.5)  # the server polls the store: let every part of it see the change
-
-
-def _feedback(url: str, answers: list[dict[str, Any]], labels: list[int]) -> None:
-    """Ground truth arrives later for the first stretch of applications."""
-    items = [{"prediction_id": a["prediction_id"], "label": int(y)}
-             for a, y in zip(answers, labels)]
-    with httpx.Client(base_url=url, timeout=30) as client:
-        client.post("/feedback", json=items).raise_for_status()
 
 
 def shadow_agreement(store: Store, challenger: str) -> dict[str, Any]:

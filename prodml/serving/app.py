@@ -5,9 +5,10 @@ Routes, thinly over :class:`~prodml.serving.service.ServingService` and the stor
 - plain JSON: ``POST /endpoints/{name}/predict``; ``POST /feedback``;
 - Open Inference Protocol v2 (``/v2/...``) and MLflow scoring (``/invocations``), when
   their routers are present;
-- admin: deploy, rollback, switch, promote, pause, resume (bearer token when
-  ``PRODML_ADMIN_TOKEN`` is set, compared in constant time); read routes stay open;
-  pipeline approvals under ``/admin/pipelines/...`` (:mod:`prodml.serving.pipeline_admin`);
+- admin: deploy, rollback, switch, promote, pause, resume, and pipeline approvals under
+  ``/admin/pipelines/...`` (:mod:`prodml.serving.pipeline_admin`), for a ``deployer``;
+- every request first passes :mod:`prodml.serving.gate` (allowed Host, same-origin changes,
+  JSON bodies, the caller's token and role), which records who acts;
 - review queue, ``/metrics`` (Prometheus), OpenAPI at ``/docs``.
 
 Every refusal is a 4xx with a JSON body naming the field, the value and the rule.
@@ -16,7 +17,6 @@ Every refusal is a 4xx with a JSON body naming the field, the value and the rule
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import os
 import re
@@ -30,8 +30,12 @@ from starlette._utils import get_route_path
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
+from prodml.access import Identity, TokenVerifier
+from prodml.config import Settings
 from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
 from prodml.serving import endpoints as eps
+from prodml.serving.gate import AccessError, AccessPolicy, RequestGate, UnauthorizedError
+from prodml.serving.gate import error_body as refusal_body
 from prodml.serving.metrics import CONTENT_TYPE, ServingMetrics
 from prodml.serving.service import ModelUnavailableError, ServingService
 from prodml.store import Store, get_store
@@ -64,8 +68,6 @@ def status_of(error: ProdmlError) -> int:
         return 409
     if isinstance(error, PayloadTooLargeError):
         return 413
-    if isinstance(error, UnauthorizedError):
-        return 401
     return getattr(error, "http_status", 400)
 
 
@@ -73,12 +75,6 @@ class PayloadTooLargeError(ProdmlError):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"request body of {size} bytes is over the limit of {limit}",
                          field="body", value=size, rule=f"at most {limit} bytes")
-
-
-class UnauthorizedError(ProdmlError):
-    def __init__(self) -> None:
-        super().__init__("admin routes need 'Authorization: Bearer <PRODML_ADMIN_TOKEN>'",
-                         field="authorization", value=None, rule="must carry the admin token")
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -122,11 +118,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _send(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+async def _send(send: Send, status: int, body: bytes, content_type: bytes,
+                extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-length", str(len(body)).encode()),
-                            (b"content-type", content_type)]})
+                            (b"content-type", content_type), *extra]})
     await send({"type": "http.response.body", "body": body})
+
+
+def identity_of(request: Request) -> Identity | None:
+    """Who sent the request, as the gate found it (None: anonymous)."""
+    return getattr(request.state, "identity", None)
 
 
 class ServingApp(FastAPI):
@@ -139,8 +141,17 @@ class ServingApp(FastAPI):
     """
 
     fast_predict: Callable[[str, Scope, Receive, Send], Awaitable[None]] | None = None
+    gate: RequestGate | None = None
+    on_refusal: Callable[[str, int], None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.gate is not None:
+            try:
+                identity = self.gate.check({**scope, "path": get_route_path(scope)})
+            except AccessError as exc:
+                await self._refuse(scope, send, exc)
+                return
+            scope.setdefault("state", {})["identity"] = identity
         if scope["type"] == "http" and scope["method"] == "POST" \
                 and self.fast_predict is not None and not self.user_middleware:
             found = _PREDICT_PATH.fullmatch(get_route_path(scope))
@@ -148,6 +159,20 @@ class ServingApp(FastAPI):
                 await self.fast_predict(found.group(1), scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send, error: AccessError) -> None:
+        path = get_route_path(scope)
+        if self.on_refusal is not None:
+            self.on_refusal(_kind(path), error.http_status)
+        if isinstance(error, UnauthorizedError) and scope["method"] == "GET" \
+                and path.startswith("/ui"):  # a person at the dashboard: the sign-in page
+            login = f"{scope.get('root_path', '').rstrip('/')}/ui/login".encode()
+            await _send(send, 303, b"", b"text/plain", ((b"location", login),))
+            return
+        extra = ((b"www-authenticate", b'Bearer realm="prodml"'),) \
+            if isinstance(error, UnauthorizedError) else ()
+        await _send(send, error.http_status, refusal_body(error, path), b"application/json",
+                    extra)
 
 
 def parse_json(body: bytes, what: str = "body") -> Any:
@@ -174,15 +199,23 @@ def records_to_columns(records: list[Any]) -> dict[str, list[Any]]:
 
 def create_app(store: Store | None = None, *, log_mode: str | None = None,
                endpoints: list[str] | None = None, admin_token: str | None = None,
+               access: AccessPolicy | None = None,
                max_body_bytes: int = MAX_BODY_BYTES, poll_interval: float = 0.5,
                max_batch_rows: int = 256) -> FastAPI:
-    """The server for the store's endpoints (all of them, or those named)."""
+    """The server for the store's endpoints (all of them, or those named).
+
+    ``admin_token`` and ``access`` default to the settings (``PRODML_ADMIN_TOKEN``,
+    ``PRODML_ALLOWED_HOSTS``, ...; see :class:`~prodml.serving.gate.AccessPolicy`)."""
     store = store or get_store()
+    settings = Settings.from_env()
     service = ServingService(store, log_mode=log_mode or os.environ.get("PRODML_LOG_MODE",
                                                                         "durable"),
                              endpoints=endpoints, poll_interval=poll_interval,
                              max_batch_rows=max_batch_rows)
-    token = admin_token if admin_token is not None else os.environ.get("PRODML_ADMIN_TOKEN")
+    token = admin_token if admin_token is not None else settings.admin_token
+    access = access or AccessPolicy(frozenset(settings.allowed_hosts),
+                                    frozenset(settings.allowed_origins),
+                                    settings.predict_access, settings.read_access)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -204,6 +237,9 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
     app.state.max_body_bytes = max_body_bytes
     service.metrics = metrics = ServingMetrics(service)
     app.state.metrics = metrics
+    app.gate = RequestGate(TokenVerifier(store, env_admin_token=token), access)
+    app.on_refusal = metrics.refused
+    app.state.access = access
 
     @app.exception_handler(ProdmlError)
     async def prodml_error(request: Request, exc: ProdmlError) -> Response:
@@ -222,14 +258,13 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
                               "rule": first.get("msg")}, 422)
 
     def admin(request: Request) -> str:
-        """The actor of an admin call; refuses a missing or wrong token."""
-        if token:
-            given = request.headers.get("authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(),
-                                                                     token.encode()):
-                raise UnauthorizedError()
-        return request.headers.get("x-prodml-actor") or "api"
+        """Who makes an admin change: the gate has checked the token and its role already;
+        refused here too, should a route ever be mounted where the gate does not look."""
+        identity = identity_of(request)
+        if identity is None:
+            raise UnauthorizedError("this route needs a token", field="authorization",
+                                    value=None, rule="send 'Authorization: Bearer <token>'")
+        return identity.name
 
     # ---- plain JSON ---------------------------------------------------------------------
     async def predict_answer(name: str, body: bytes, header_key: str | None) -> bytes:
@@ -295,9 +330,11 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         from prodml.serving.feedback import record_feedback
         import asyncio
 
+        actor = admin(request)  # a labeler at least (the gate checked the role)
         payload = parse_json(await read_body(request, max_body_bytes))
         items = payload if isinstance(payload, list) else [payload]
-        count = await asyncio.to_thread(record_feedback, items, source="api", store=store)
+        count = await asyncio.to_thread(record_feedback, items, source="api", actor=actor,
+                                        store=store)
         return json_response({"recorded": count})
 
     # ---- endpoints and deployments ------------------------------------------------------
@@ -389,11 +426,16 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
     async def resolve(item: str, request: Request) -> Response:
         from prodml.serving.review import resolve_review
 
+        resolver = admin(request)  # a labeler at least (the gate checked the role)
         body = parse_json(await read_body(request, max_body_bytes))
         if not isinstance(body, dict) or "label" not in body:
             raise InvalidInputError("label", None, "give the person's answer as 'label'")
+        named = body.get("resolver")
+        if named is not None and named != resolver:
+            raise InvalidInputError("resolver", named, f"must be the caller's own identity "
+                                    f"({resolver!r}): the token says who resolves")
         done = resolve_review(int(item) if item.isdigit() else item, body["label"],
-                              resolver=body.get("resolver") or "api", store=store)
+                              resolver=resolver, store=store)
         return json_response(done.to_dict() if hasattr(done, "to_dict") else done)
 
     # ---- health and metrics -------------------------------------------------------------
@@ -402,7 +444,7 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     _include_protocols(app)
-    _include_dashboard(app, admin_token_required=bool(token))
+    _include_dashboard(app)
     return app
 
 
@@ -437,14 +479,13 @@ def _include_protocols(app: FastAPI) -> None:
         app.include_router(getattr(imported, attr))
 
 
-def _include_dashboard(app: FastAPI, *, admin_token_required: bool) -> None:
+def _include_dashboard(app: FastAPI) -> None:
     """Mount the dashboard at ``/ui`` (``/`` leads there). Imported here, not at the top:
     the dashboard sits above serving and only this app puts the two together."""
     from fastapi.responses import RedirectResponse
 
     from prodml.ui.routes import router
 
-    app.state.admin_token_required = admin_token_required
     app.include_router(router)
 
     @app.get("/", include_in_schema=False)

@@ -50,13 +50,16 @@ _RESERVED = frozenset(LOG_COLUMNS) | frozenset(FEEDBACK_COLUMNS)
 
 
 def record_feedback(items: Mapping[str, Any] | Iterable[Mapping[str, Any]], *,
-                    source: str = "api", store: Store | None = None) -> int:
+                    source: str = "api", actor: str | None = None,
+                    store: Store | None = None) -> int:
     """Record labels and outcome events for logged predictions; returns how many.
 
     Each item is ``{"prediction_id", "label"}`` or ``{"prediction_id", "event"[, "value"]}``.
+    ``actor`` is who gave them (the server passes the caller's token name), kept with each
+    row so that lineage from a prediction reaches the person who labelled it.
     """
     rows = validate_feedback(items)
-    return write_feedback(rows, source=source, store=store)
+    return write_feedback(rows, source=source, actor=actor, store=store)
 
 
 def validate_feedback(items: Mapping[str, Any] | Iterable[Mapping[str, Any]],
@@ -132,7 +135,7 @@ def label_json(label: Any, field: str) -> str:
 
 
 def write_feedback(rows: list[dict[str, Any]], *, source: str = "api",
-                   store: Store | None = None,
+                   actor: str | None = None, store: Store | None = None,
                    where: Callable[[int], str] = lambda i: f"items[{i}]") -> int:
     """Insert validated rows in one transaction, if every prediction they name is logged."""
     if not isinstance(source, str) or not 0 < len(source) <= SOURCES_MAX:
@@ -143,7 +146,8 @@ def write_feedback(rows: list[dict[str, Any]], *, source: str = "api",
     now = now_ms()
     with store.write() as conn:
         check_predictions_exist(conn, [r["prediction_id"] for r in rows], where)
-        conn.execute(t.feedback.insert(), [{**r, "time": now, "source": source} for r in rows])
+        conn.execute(t.feedback.insert(), [{**r, "time": now, "source": source, "actor": actor}
+                                         for r in rows])
     return len(rows)
 
 
@@ -164,7 +168,7 @@ def check_predictions_exist(conn: Connection, ids: list[str],
                             "nothing was recorded")
 
 
-def import_feedback(path: str | Path, *, source: str = "import",
+def import_feedback(path: str | Path, *, source: str = "import", actor: str | None = None,
                     store: Store | None = None) -> int:
     """Record the feedback in a CSV, Parquet or JSON lines file; returns how many items.
 
@@ -206,8 +210,8 @@ def import_feedback(path: str | Path, *, source: str = "import",
     def where(i: int) -> str:
         return f"{path.name} row {i + 1}"
 
-    return write_feedback(validate_feedback(items, where), source=source, store=store,
-                          where=where)
+    return write_feedback(validate_feedback(items, where), source=source, actor=actor,
+                          store=store, where=where)
 
 
 def _read_json(path: Path) -> Any:

@@ -159,7 +159,7 @@ def resolve_review(review_id_or_prediction_id: int | str, label: Any, resolver: 
                 f"with label {current['label']}")
         conn.execute(t.feedback.insert().values(prediction_id=row["prediction_id"],
                                                 kind="label", name=None, value=text, time=now,
-                                                source="review"))
+                                                source="review", actor=resolver))
     return _item({**row, "status": "resolved", "resolved_at": now, "resolver": resolver,
                   "label": text}, None)
 

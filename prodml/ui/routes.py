@@ -6,13 +6,16 @@ template (autoescaped). Charts travel as JSON in the page and are drawn by plotl
 streamed from the installed plotly package (no CDN: the dashboard works offline).
 
 Changes go through the existing HTTP API, never through these routes: the rollback button
-posts to ``/endpoints/{name}/rollback`` (with the admin token the person typed, kept in
-the tab's ``sessionStorage``), the review form to ``/reviews/{id}/resolve`` and a pipeline
+posts to ``/endpoints/{name}/rollback``, the review form to ``/reviews/{id}/resolve`` and a pipeline
 step's Approve / Reject buttons to ``/admin/pipelines/{run_id}/steps/{step}/approve|reject``
 then ``/admin/pipelines/{run_id}/resume`` (which runs the pipeline on in the background).
 
 The handlers are plain functions, so FastAPI runs them on its thread pool: a page being
 rendered never holds up the predictions served by the same event loop.
+
+Signing in (``POST /ui/session`` with ``{"token"}``) keeps the token in an HttpOnly,
+SameSite=Strict cookie, which the server's gate reads like a bearer token; every page then
+carries the session's CSRF token, which the page's script sends with each change.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from prodml.access import Identity, Role
 from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
+from prodml.serving.gate import SESSION_COOKIE, UnauthorizedError, csrf_token
 from prodml.store import Store, now_ms
 from prodml.ui import charts, pipeline_queries, queries, reports, views
 
@@ -138,15 +143,52 @@ def _store(request: Request) -> Store:
 def render(request: Request, template: str, status_code: int = 200,
            **context: Any) -> HTMLResponse:
     base = request.scope.get("root_path", "").rstrip("/")
+    identity: Identity | None = getattr(request.state, "identity", None)
+    session = request.cookies.get(SESSION_COOKIE)
     html = environment.get_template(template).render(
         base=base, ui=f"{base}/ui", store_url=_store(request).display_url,
-        admin_token_required=bool(getattr(request.app.state, "admin_token_required", False)),
-        **context)
+        identity=identity, csrf=csrf_token(session) if identity and session else None,
+        can_deploy=bool(identity and identity.may(Role.deployer)),
+        can_label=bool(identity and identity.may(Role.labeler)), **context)
     return HTMLResponse(html, status_code, headers=PAGE_HEADERS)
 
 
 def not_found(request: Request, error: ProdmlError) -> HTMLResponse:
     return render(request, "error.html", 404, title="Not found", message=str(error))
+
+
+# -- signing in -------------------------------------------------------------------------------
+@router.post("/session")
+async def sign_in(request: Request) -> Response:
+    """Check a token and keep it as this browser's session (an HttpOnly cookie)."""
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        body = None
+    token = body.get("token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not 0 < len(token) <= 256:
+        raise InvalidInputError("token", None, "give the token as {\"token\": \"...\"}")
+    identity = request.app.gate.verifier.identify(token.strip())
+    if identity is None:
+        raise UnauthorizedError("the token is not valid or was revoked", field="token",
+                                value=token[:8] + "...", rule="must be an active token")
+    response = Response(orjson.dumps({"name": identity.name, "role": str(identity.role)}),
+                        media_type="application/json")
+    response.set_cookie(SESSION_COOKIE, token.strip(), httponly=True, samesite="strict",
+                        path="/")
+    return response
+
+
+@router.delete("/session")
+async def sign_out() -> Response:
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/login")
+def login(request: Request) -> HTMLResponse:
+    return render(request, "login.html", title="Sign in")
 
 
 # -- pages ------------------------------------------------------------------------------------

@@ -39,8 +39,28 @@ class Served:
     data: Any  # the loan frame the models were trained on
     env: dict
 
-    def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+    @property
+    def admin_token(self) -> str:
+        """The admin token the server made on its first start (``$PRODML_HOME/admin-token``)."""
+        return (self.home / "admin-token").read_text().strip()
+
+    def token(self, name: str, role: str) -> str:
+        """A new token for ``name`` with ``role``, made in the server's store."""
+        from prodml.access import create_token
+
+        return create_token(name, role, created_by="tests", store=self.store).token
+
+    def client_as(self, name: str, role: str, **kwargs: Any) -> httpx.Client:
+        """A client holding a new token for ``name`` with ``role``."""
+        return self.client(headers={"Authorization": f"Bearer {self.token(name, role)}"},
+                           **kwargs)
+
+    def client(self, *, anonymous: bool = False, **kwargs: Any) -> httpx.Client:
+        """A client of the server, signed in as its admin unless ``anonymous``."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if not anonymous:
+            headers.setdefault("Authorization", f"Bearer {self.admin_token}")
+        return httpx.Client(base_url=self.url, timeout=30, headers=headers, **kwargs)
 
     def records(self, n: int = 1, start: int = 0) -> list[dict]:
         return self.data[FEATURES].iloc[start:start + n].to_dict(orient="records")
@@ -77,8 +97,8 @@ def build_store(home: Path):
     return store, data
 
 
-def start_server(home: Path, port: int, *args: str, env_extra: dict | None = None
-                 ) -> tuple[subprocess.Popen, dict]:
+def start_server(home: Path, port: int, *args: str, env_extra: dict | None = None,
+                 ready_path: str = "/endpoints") -> tuple[subprocess.Popen, dict]:
     env = {**os.environ, "PRODML_HOME": str(home), **(env_extra or {})}
     env.pop("PRODML_DATABASE_URL", None)
     env.pop("PRODML_ARTIFACTS", None)
@@ -91,7 +111,7 @@ def start_server(home: Path, port: int, *args: str, env_extra: dict | None = Non
             raise RuntimeError(f"server exited {process.returncode}: "
                                f"{(home / f'server-{port}.log').read_text()[-2000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/endpoints", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code == 200:
                 return process, env
         except httpx.HTTPError:
             pass

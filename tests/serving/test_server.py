@@ -273,15 +273,16 @@ def test_partial_automation_sends_unsure_cases_to_review(served):
         queued = {item["prediction_id"] for item in queue}
         assert {b["prediction_id"] for b in human} <= queued
         item = next(i for i in queue if i["prediction_id"] == human[0]["prediction_id"])
-        done = client.post(f"/reviews/{item['id']}/resolve", json={"label": 1,
-                                                                   "resolver": "ana"})
+    with served.client_as("ana", "labeler") as ana:
+        done = ana.post(f"/reviews/{item['id']}/resolve", json={"label": 1})
         assert done.status_code == 200, done.text
-        again = client.post(f"/reviews/{item['id']}/resolve", json={"label": 0})
+        assert done.json()["resolver"] == "ana"  # from her token, not from the body
+        again = ana.post(f"/reviews/{item['id']}/resolve", json={"label": 0})
         assert again.status_code in (400, 409)
     with served.store.read() as conn:
         labels = conn.execute(select(t.feedback).where(
             t.feedback.c.prediction_id == human[0]["prediction_id"])).all()
-    assert [(r.kind, r.source) for r in labels] == [("label", "review")]
+    assert [(r.kind, r.source, r.actor) for r in labels] == [("label", "review", "ana")]
 
 
 def test_metrics_and_openapi(served):

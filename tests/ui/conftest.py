@@ -25,6 +25,22 @@ def need_chromium() -> None:
                     "instead)")
 
 
+def sign_in(tab: Any, token: str) -> None:
+    """Sign the tab in with ``token`` through the page's own box (the page reloads)."""
+    tab.fill("#sign-in-token", token)
+    with tab.expect_navigation():
+        tab.click("#sign-in button[type=submit]")
+    tab.wait_for_load_state("networkidle")
+    tab.locator("#identity").wait_for(state="attached")
+
+
+def sign_out(tab: Any) -> None:
+    with tab.expect_navigation():
+        tab.click("#sign-out")
+    tab.wait_for_load_state("networkidle")
+    tab.locator("#sign-in").wait_for(state="attached")
+
+
 @pytest.fixture(scope="module")
 def browser(site: Any) -> Iterator[Any]:
     """Headless Chromium for one test module (after its ``site`` is up)."""

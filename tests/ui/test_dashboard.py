@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from tests.serving.conftest import FEATURES, build_store, free_port, start_server, stop_server
-from tests.ui.conftest import need_chromium
+from tests.ui.conftest import need_chromium, sign_in
 
 TOKEN = "ui-test-token"
 
@@ -38,7 +38,14 @@ class Site:
     data: Any
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+        """A client holding the server's admin token (``PRODML_ADMIN_TOKEN``)."""
+        return httpx.Client(base_url=self.url, timeout=30,
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+
+    def token(self, name: str, role: str) -> str:
+        from prodml.access import create_token
+
+        return create_token(name, role, created_by="tests", store=self.store).token
 
 
 
@@ -246,7 +253,9 @@ def test_review_queue_resolves_through_the_page(page, site):
     assert rows.count() > 0
     first = rows.first
     item = first.get_attribute("data-review")
-    page.tab.fill("#actor", "rita")
+    sign_in(page.tab, site.token("rita", "labeler"))
+    first = page.tab.locator("#review-queue tbody tr").first
+    assert first.get_attribute("data-review") == item
     first.locator("input[name=label]").fill("1")
     first.locator("button").click()
     page.tab.wait_for_selector(f"tr[data-review='{item}'][data-resolved='true']")
@@ -319,27 +328,26 @@ def test_rollback_through_the_page(page, site):
     assert before["spec"]["kind"] == "canary"
     page.tab.on("dialog", lambda dialog: dialog.accept())
     page.open("/ui/endpoints/loan")
-    # without the right token the API refuses, and the page says why
-    page.tab.fill("#admin-token", "wrong")
-    page.tab.fill("#actor", "ui-tester")
-    page.tab.click("#rollback")
-    message = page.tab.locator("#rollback-message")
-    message.wait_for(state="visible")
-    page.tab.wait_for_function(
-        "document.getElementById('rollback-message').textContent.length > 0")
-    assert "admin token" in message.inner_text()
-    assert [e for e in page.errors if "401" not in e] == []  # the refused fetch is logged
-    page.errors.clear()
+    # not signed in, or signed in as a viewer: the button is off and the page says why
+    assert page.tab.locator("#rollback").is_disabled()
+    assert "deployer" in page.tab.inner_text("#rollback-needs")
+    sign_in(page.tab, site.token("vic", "viewer"))
+    assert page.tab.locator("#rollback").is_disabled()
     with site.client() as client:
         assert client.get("/endpoints/loan").json()["revision"] == before["revision"]
-    # with it, the endpoint goes back to loan/1 and the page reloads with the new history
-    page.tab.fill("#admin-token", TOKEN)
+    # a deployer rolls back; the endpoint goes back to loan/1 and the page reloads
+    page.tab.click("#sign-out")
+    page.tab.locator("#sign-in").wait_for(state="attached")
+    token = site.token("ui-tester", "deployer")
+    sign_in(page.tab, token)
+    assert page.tab.locator("meta[name=prodml-csrf]").count() == 1
+    assert token not in page.tab.content()
+    assert token not in page.tab.evaluate("() => document.cookie")  # HttpOnly
     page.tab.fill("#rollback-reason", "canary looked worse")
     with page.tab.expect_navigation():
         page.tab.click("#rollback")
     page.tab.wait_for_load_state("networkidle")
-    assert TOKEN not in page.tab.url
-    assert page.tab.evaluate("sessionStorage.getItem('prodml-admin-token')") == TOKEN
+    assert token not in page.tab.url
     with site.client() as client:
         after = client.get("/endpoints/loan").json()
         last = client.get("/endpoints/loan/history").json()[0]
@@ -442,7 +450,11 @@ def test_endpoint_page_over_a_million_predictions(tmp_path):
           + ", ".join(f"{t:.3f} s" for t in timings))
     assert min(timings) < 2.0, timings
 
-    with TestClient(create_app(store)) as client:
+    from prodml.serving.gate import AccessPolicy
+
+    # TestClient sends Host: testserver, which a real server would refuse
+    with TestClient(create_app(store, access=AccessPolicy(frozenset({"testserver"})))) \
+            as client:
         client.get("/ui/endpoints/big")  # templates and first imports
         started = time.perf_counter()
         response = client.get("/ui/endpoints/big")

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.serving.conftest import free_port, start_server, stop_server
-from tests.ui.conftest import need_chromium
+from tests.ui.conftest import need_chromium, sign_in, sign_out
 
 TOKEN = "pipeline-ui-token"
 FLOW = textwrap.dedent('''
@@ -117,6 +117,12 @@ def _open(browser: Any, url: str, status: int = 200) -> tuple[Any, list[str]]:
     return tab, errors
 
 
+def _token(site: Any, name: str, role: str) -> str:
+    from prodml.access import create_token
+
+    return create_token(name, role, created_by="tests", store=site["store"]).token
+
+
 def test_runs_list_shows_statuses_counts_the_alert_and_filters(browser, site):
     tab, errors = _open(browser, f"{site['url']}/ui/pipelines")
     try:
@@ -182,13 +188,14 @@ def test_approve_in_the_page_resumes_the_run_to_success(browser, site):
         assert statuses == {"load": "succeeded", "fit": "succeeded", "release": "waiting"}
         assert "loading 30 rows" in tab.locator("[data-step='load'] + tr").text_content()
         assert tab.locator("#lineage").count() == 1  # the run's lineage graph
-        # a wrong token is refused by the API and the page says so
-        tab.fill("#admin-token", "wrong")
+        # a viewer's approval is refused by the API and the page says so
+        assert "deployer" in tab.inner_text("#approval-needs")
+        sign_in(tab, _token(site, "vera", "viewer"))
         tab.click("button[data-action='approve'][data-step='release']")
-        expect(tab.locator("#approval-message.error")).to_contain_text("admin token")
+        expect(tab.locator("#approval-message.error")).to_contain_text("may not do this")
         assert get_run(site["run"], store=site["store"]).status == "waiting"
-        tab.fill("#admin-token", TOKEN)
-        tab.fill("#actor", "ann")
+        sign_out(tab)
+        sign_in(tab, _token(site, "ann", "deployer"))
         tab.fill("#approval-reason", "looks good")
         tab.click("button[data-action='approve'][data-step='release']")
         # (the page's CSP forbids eval: wait on elements, not on script expressions)
@@ -209,8 +216,8 @@ def test_approve_in_the_page_resumes_the_run_to_success(browser, site):
         assert "approved by ann: looks good" in tab.inner_text("[data-step='release']")
         assert tab.locator("button.pipeline-action").count() == 0
         assert tab.locator("[data-step='register'] a[href='/ui/models/pipe-loan/1']").count() == 1
-        # the browser logs the refused request (401) and nothing else
-        assert [e for e in errors if "401" not in e] == [] and len(errors) == 1
+        # the browser logs the refused request (403) and nothing else
+        assert [e for e in errors if "403" not in e] == [] and len(errors) == 1
     finally:
         tab.close()
     # the version the pipeline registered links back to its run
@@ -246,7 +253,7 @@ def test_reject_through_the_api_fails_the_run_when_it_resumes(site, tmp_path):
 
     gated, _ = _flow(tmp_path)
     run = gated.run(params={"n": 8, "model_name": "never"}, store=site["store"])
-    auth = {"Authorization": f"Bearer {TOKEN}", "X-Prodml-Actor": "bob"}
+    auth = {"Authorization": f"Bearer {_token(site, 'bob', 'deployer')}"}
     with httpx.Client(base_url=site["url"], timeout=10) as client:
         answer = client.post(f"/admin/pipelines/{run.id[:8]}/steps/release/reject",
                              headers=auth, json={"reason": "not today"})
@@ -288,7 +295,7 @@ def test_a_resume_that_fails_in_the_background_says_why_on_the_run(site, tmp_pat
     path.write_text(FLAKY)
     run = load_pipeline(f"{path}:flaky").run(store=site["store"])
     assert run.status == "waiting"
-    auth = {"Authorization": f"Bearer {TOKEN}", "X-Prodml-Actor": "ana"}
+    auth = {"Authorization": f"Bearer {_token(site, 'ana', 'deployer')}"}
     with httpx.Client(base_url=site["url"], timeout=10) as client:
         assert client.post(f"/admin/pipelines/{run.id}/steps/ship/approve",
                            headers=auth).status_code == 200

@@ -1,11 +1,10 @@
-/* prodml dashboard: draw the page's charts; the rollback button, the review forms and a
-   pipeline step's Approve / Reject buttons.
-   Changes go to the server's own API; the admin token lives in this tab's sessionStorage
-   and travels only in the Authorization header. */
+/* prodml dashboard: draw the page's charts; sign in and out; the rollback button, the
+   review forms and a pipeline step's Approve / Reject buttons.
+   Signing in sends the token once; the server keeps the session in an HttpOnly cookie that
+   scripts cannot read. Changes go to the server's own API with the page's CSRF token. */
 (function () {
   'use strict';
   var base = document.body.getAttribute('data-base') || '';
-  var TOKEN = 'prodml-admin-token', ACTOR = 'prodml-actor';
 
   function drawCharts() {
     var holder = document.getElementById('chart-data');
@@ -20,19 +19,34 @@
     Promise.all(drawn).then(function () { document.body.setAttribute('data-charts', 'drawn'); });
   }
 
-  function remember(id, key) {
-    var input = document.getElementById(id);
-    if (!input) return;
-    input.value = sessionStorage.getItem(key) || '';
-    input.addEventListener('input', function () { sessionStorage.setItem(key, input.value); });
-  }
-
   function headers() {
     var out = {'Content-Type': 'application/json'};
-    var token = sessionStorage.getItem(TOKEN);
-    if (token) out['Authorization'] = 'Bearer ' + token;
-    out['X-Prodml-Actor'] = sessionStorage.getItem(ACTOR) || 'ui';
+    var csrf = document.querySelector('meta[name="prodml-csrf"]');
+    if (csrf) out['X-CSRF-Token'] = csrf.getAttribute('content');
     return out;
+  }
+
+  function refusal(response) {
+    if (response.status === 401) return 'Sign in first (top right): ';
+    if (response.status === 403) return 'Your token may not do this: ';
+    return 'Refused: ';
+  }
+
+  function signIn(form) {
+    var message = document.getElementById('sign-in-message');
+    var token = document.getElementById('sign-in-token').value.trim();
+    if (!token) return;
+    fetch(base + '/ui/session', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                 body: JSON.stringify({token: token})})
+      .then(function (response) {
+        if (response.ok) { window.location.reload(); return; }
+        return failure(response).then(function (text) { say(message, text, false); });
+      }, function (error) { say(message, 'Network error: ' + error, false); });
+  }
+
+  function signOut() {
+    fetch(base + '/ui/session', {method: 'DELETE', headers: headers()})
+      .then(function () { window.location.reload(); });
   }
 
   function say(el, text, ok) {
@@ -59,7 +73,7 @@
       .then(function (response) {
         if (response.ok) { say(message, 'Rolled back.', true); window.location.reload(); return; }
         return failure(response).then(function (text) {
-          say(message, (response.status === 401 ? 'The admin token is missing or wrong: ' : 'Refused: ') + text, false);
+          say(message, refusal(response) + text, false);
           button.disabled = false;
         });
       }, function (error) { say(message, 'Network error: ' + error, false); button.disabled = false; });
@@ -78,7 +92,7 @@
     button.disabled = true;
     fetch(base + '/reviews/' + encodeURIComponent(id) + '/resolve',
           {method: 'POST', headers: headers(),
-           body: JSON.stringify({label: parseLabel(label), resolver: sessionStorage.getItem(ACTOR) || 'ui'})})
+           body: JSON.stringify({label: parseLabel(label)})})
       .then(function (response) {
         if (response.ok) {
           say(message, 'Resolved.', true);
@@ -86,7 +100,7 @@
           form.elements['label'].disabled = true;
           return;
         }
-        return failure(response).then(function (text) { say(message, text, false); button.disabled = false; });
+        return failure(response).then(function (text) { say(message, refusal(response) + text, false); button.disabled = false; });
       }, function (error) { say(message, 'Network error: ' + error, false); button.disabled = false; });
   }
 
@@ -104,7 +118,7 @@
     function enable(on) { Array.prototype.forEach.call(buttons, function (b) { b.disabled = !on; }); }
     function refused(response) {
       return failure(response).then(function (text) {
-        say(message, (response.status === 401 ? 'The admin token is missing or wrong: ' : 'Refused: ') + text, false);
+        say(message, refusal(response) + text, false);
         enable(true);
       });
     }
@@ -134,8 +148,13 @@
   }
 
   drawCharts();
-  remember('admin-token', TOKEN);
-  remember('actor', ACTOR);
+  var signInForm = document.getElementById('sign-in');
+  if (signInForm) signInForm.addEventListener('submit', function (event) {
+    event.preventDefault();
+    signIn(signInForm);
+  });
+  var signOutButton = document.getElementById('sign-out');
+  if (signOutButton) signOutButton.addEventListener('click', signOut);
   var form = document.getElementById('rollback-form');
   if (form) form.addEventListener('submit', function (event) {
     event.preventDefault();
