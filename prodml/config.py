@@ -4,29 +4,44 @@
 - ``PRODML_DATABASE_URL``: SQLAlchemy URL; default ``sqlite:///$PRODML_HOME/prodml.db``.
   ``postgresql+psycopg://user@host:port/db`` uses PostgreSQL.
 - ``PRODML_ARTIFACTS``: fsspec location for artifacts (default ``$PRODML_HOME/artifacts``).
+- ``PRODML_FALLBACK_ALLOW``: the ``module:function`` fallback rules this process may import,
+  comma-separated; ``module:*`` allows every public function defined in that module. Empty
+  (the default): no fallback rule imports anything, only expressions are accepted.
+  ``prodml serve --allow-fallback`` adds to it.
+- ``PRODML_FALLBACK_TIMEOUT_MS``: time a fallback rule may take per record (default 50).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+FALLBACK_ALLOW_ENTRY = re.compile(rf"{_DOTTED}:(?:\*|[A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Where prodml keeps its records.
+    """Where prodml keeps its records, and what the server may run.
 
     >>> s = Settings.from_env({"PRODML_HOME": "/tmp/x"})
     >>> s.database_url
     'sqlite:////tmp/x/prodml.db'
     >>> s.artifacts
     '/tmp/x/artifacts'
+    >>> s.fallback_allow, s.fallback_timeout_ms
+    ((), 50.0)
+    >>> Settings.from_env({"PRODML_FALLBACK_ALLOW": "rules:approve, my.rules:*"}).fallback_allow
+    ('rules:approve', 'my.rules:*')
     """
 
     home: Path
     database_url: str
     artifacts: str
+    fallback_allow: tuple[str, ...] = ()  # "module:function" or "module:*"
+    fallback_timeout_ms: float = 50.0
 
     @classmethod
     def from_env(cls, environ: "os._Environ[str] | dict[str, str] | None" = None) -> "Settings":
@@ -34,4 +49,30 @@ class Settings:
         home = Path(env.get("PRODML_HOME") or Path.cwd() / ".prodml").expanduser().absolute()
         url = env.get("PRODML_DATABASE_URL") or f"sqlite:///{home / 'prodml.db'}"
         artifacts = env.get("PRODML_ARTIFACTS") or str(home / "artifacts")
-        return cls(home=home, database_url=url, artifacts=artifacts)
+        return cls(home=home, database_url=url, artifacts=artifacts,
+                   fallback_allow=parse_fallback_allow(env.get("PRODML_FALLBACK_ALLOW", "")),
+                   fallback_timeout_ms=_positive(env, "PRODML_FALLBACK_TIMEOUT_MS", 50.0))
+
+
+def parse_fallback_allow(value: str) -> tuple[str, ...]:
+    """Comma-separated ``module:function`` / ``module:*`` entries; a malformed one is an error
+    (a typo must not silently allow nothing, or something else)."""
+    entries = tuple(e.strip() for e in value.split(",") if e.strip())
+    for entry in entries:
+        if not FALLBACK_ALLOW_ENTRY.fullmatch(entry):
+            raise ValueError(f"PRODML_FALLBACK_ALLOW entry {entry!r} must be 'module:function' "
+                             "or 'module:*'")
+    return entries
+
+
+def _positive(env: "os._Environ[str] | dict[str, str]", name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name}={raw!r} must be a positive number")
+    return value

@@ -31,7 +31,14 @@ def serve_command(
         access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
         monitor_every: Annotated[Optional[str], typer.Option(
             help="Run every enabled monitor in the background at this interval (30s, 1m).")
-                                 ] = None) -> None:
+                                 ] = None,
+        allow_fallback: Annotated[Optional[list[str]], typer.Option(
+            "--allow-fallback", help="A 'module:function' (or 'module:*') fallback rule this "
+            "server may import; repeat for more. Added to PRODML_FALLBACK_ALLOW. None by "
+            "default: fallback rules are expressions only.")] = None,
+        fallback_timeout_ms: Annotated[Optional[float], typer.Option(
+            help="Time a fallback rule may take per record (default 50, "
+                 "PRODML_FALLBACK_TIMEOUT_MS).")] = None) -> None:
     """Serve the store's endpoints over HTTP (uvicorn): OIP v2, MLflow scoring, plain JSON."""
     import uvicorn
 
@@ -42,6 +49,7 @@ def serve_command(
         parse_interval(monitor_every)  # a bad interval fails here, not in every worker
         os.environ[ENV] = monitor_every
     os.environ["PRODML_LOG_MODE"] = log_mode
+    _fallback_settings(allow_fallback or [], fallback_timeout_ms)
     os.environ["PRODML_SERVE_ENDPOINTS"] = ",".join(endpoint or [])
     from prodml.store import get_store
     store = get_store()  # migrate once here, not racing in every worker
@@ -49,9 +57,35 @@ def serve_command(
     console.print(f"serving {store.display_url} on http://{host}:{port} "
                   f"({workers} worker{'s' * (workers > 1)}, {log_mode} log) · docs at /docs",
                   highlight=False)
+    if os.environ["PRODML_FALLBACK_ALLOW"]:
+        console.print("fallback rules may import: " + os.environ["PRODML_FALLBACK_ALLOW"],
+                      highlight=False)
     uvicorn.run("prodml.serving.asgi:app_factory", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=access_log,
                 timeout_graceful_shutdown=10)
+
+
+def _fallback_settings(allow: list[str], timeout_ms: float | None) -> None:
+    """Hand the fallback allow-list and time limit to the workers (through the environment,
+    as the other serve options), refusing a malformed entry here rather than in each."""
+    from prodml.config import parse_fallback_allow
+
+    current = os.environ.get("PRODML_FALLBACK_ALLOW", "")
+    for entry in allow:
+        try:
+            parse_fallback_allow(entry)
+        except ValueError:
+            raise InvalidInputError("--allow-fallback", entry,
+                                    "must be 'module:function' or 'module:*'") from None
+    try:
+        merged = parse_fallback_allow(",".join([current, *allow]))
+    except ValueError as exc:
+        raise InvalidInputError("PRODML_FALLBACK_ALLOW", current, str(exc)) from None
+    os.environ["PRODML_FALLBACK_ALLOW"] = ",".join(dict.fromkeys(merged))
+    if timeout_ms is not None:
+        if not 0 < timeout_ms < float("inf"):
+            raise InvalidInputError("--fallback-timeout-ms", timeout_ms, "must be positive")
+        os.environ["PRODML_FALLBACK_TIMEOUT_MS"] = repr(timeout_ms)
 
 
 def deploy_command(

@@ -26,7 +26,7 @@ from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
 from prodml.serving import deployment as d
 from prodml.serving.canary import check_endpoint
 from prodml.serving.endpoints import Endpoint, get_endpoint, list_endpoints, revisions
-from prodml.serving.fallback import FallbackError, compile_rule
+from prodml.serving.fallback import FallbackError, answer_records, compile_rule
 from prodml.serving.prediction_log import PredictionLog, PredictionRecord, new_prediction_id
 from prodml.serving.router import Decision, decide
 from prodml.serving.runtime import LoadedModel, MicroBatcher, Predicted
@@ -97,6 +97,7 @@ class _Live:
 
     endpoint: Endpoint
     fallback: Any = None  # compiled rule
+    fallback_refused: str | None = None  # why the stored rule was not compiled
     models: dict[str, LoadedModel] = field(default_factory=dict)
 
 
@@ -105,8 +106,18 @@ class ServingService:
 
     def __init__(self, store: Store, *, log_mode: str = "durable", max_batch_rows: int = 256,
                  poll_interval: float = 0.5, canary_interval: float = 0.5,
-                 endpoints: list[str] | None = None) -> None:
+                 endpoints: list[str] | None = None,
+                 fallback_allow: tuple[str, ...] | None = None,
+                 fallback_timeout_ms: float | None = None) -> None:
+        from prodml.config import Settings
+
+        settings = Settings.from_env()
         self.store = store
+        # What a fallback rule may import and how long it may take: the server's settings,
+        # never anything stored with the endpoint (see prodml.serving.fallback).
+        self.fallback_allow = settings.fallback_allow if fallback_allow is None \
+            else tuple(fallback_allow)
+        self.fallback_timeout_ms = fallback_timeout_ms or settings.fallback_timeout_ms
         self.log = PredictionLog(store, mode=log_mode)
         self.max_batch_rows = max_batch_rows
         self.poll_interval = poll_interval
@@ -183,9 +194,12 @@ class ServingService:
             live.models[leaf.model] = model
         if endpoint.fallback:
             try:
-                live.fallback = compile_rule(endpoint.fallback)
-            except ProdmlError:
-                log.exception("endpoint %s: fallback rule does not compile", endpoint.name)
+                live.fallback = compile_rule(endpoint.fallback, allow=self.fallback_allow)
+            except ProdmlError as exc:
+                # Checked again here, not only when stored: a row written straight into the
+                # store must not make this process import anything either.
+                live.fallback_refused = str(exc)
+                log.error("endpoint %s: fallback rule refused: %s", endpoint.name, exc)
         return live
 
     def _validator(self, model: LoadedModel) -> RequestValidator:
@@ -382,10 +396,14 @@ class ServingService:
                         started: float, routing_key: str | None, why: str) -> Scored:
         rule = live.fallback
         if rule is None:
-            raise ModelUnavailableError(live.endpoint.name, why + " and no fallback rule is set")
+            raise ModelUnavailableError(live.endpoint.name, why + (
+                f"; the fallback rule was refused ({live.fallback_refused})"
+                if live.fallback_refused else " and no fallback rule is set"))
         keys = list(columns)
         try:
-            answers = [rule(dict(zip(keys, values))) for values in zip(*columns.values())]
+            answers = await answer_records(rule, [dict(zip(keys, values))
+                                                  for values in zip(*columns.values())],
+                                           self.fallback_timeout_ms)
         except FallbackError as exc:
             raise ModelUnavailableError(live.endpoint.name, f"{why}; {exc}") from None
         scored = Scored(prediction_ids=[new_prediction_id() for _ in range(rows)],
