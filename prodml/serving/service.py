@@ -32,6 +32,7 @@ from prodml.serving.router import Decision, decide
 from prodml.serving.runtime import LoadedModel, MicroBatcher, Predicted
 from prodml.serving.validation import RequestValidator
 from prodml.store import Store, now_ms
+from prodml.tracking.registry import record_learned_signature
 
 log = logging.getLogger("prodml.serving")
 
@@ -129,6 +130,7 @@ class ServingService:
         self._validators: dict[str, RequestValidator] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        self._learning: set[str] = set()  # versions whose input types are being recorded
         self.metrics: Any = None  # set by the app: prodml.serving.metrics.ServingMetrics
         self.started = False
 
@@ -327,6 +329,8 @@ class ServingService:
         scored = self._answer(live, model, route, decision.automation, answer, rows)
         records = self._records(live, model, scored.route, columns, rows, answer, started,
                                 routing_key, None, None, scored)
+        if model.schema is None and model.signature is not None and model.signature.unknown:
+            self._learn_types(model, columns)
         await self.log.write(records)
         self._count(ep.name, model, route, "ok", started, rows)
         self._after(live, decision, columns, rows, scored, routing_key, checked)
@@ -417,6 +421,33 @@ class ServingService:
         await self.log.write(records)
         self._count(live.endpoint.name, None, "fallback", "ok", started, rows)
         return scored
+
+    def _learn_types(self, model: LoadedModel, columns: dict[str, list[Any]]) -> None:
+        """A version registered without data has columns of unknown type, which requests
+        may fill with anything; the first request it answers types them, once, for every
+        worker (recorded in the registry with ``source: "first_request"``)."""
+        learned = model.signature.learned(columns) if model.signature else None
+        if learned is None or model.ref in self._learning:
+            return
+        self._learning.add(model.ref)
+
+        async def record() -> None:
+            try:
+                stored = await asyncio.to_thread(record_learned_signature, model.ref, learned,
+                                                 store=self.store)
+            except Exception:
+                log.warning("model %s: could not record its learned input types", model.ref,
+                            exc_info=True)
+                stored = None
+            finally:
+                self._learning.discard(model.ref)
+            if stored is not None and stored != model.signature:
+                model.signature = stored
+                self._validators[model.ref] = RequestValidator(model.schema, stored)
+
+        task = asyncio.get_running_loop().create_task(record())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ---- off the critical path -----------------------------------------------------------
     def _after(self, live: _Live, decision: Decision, columns: dict[str, list[Any]], rows: int,
