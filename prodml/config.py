@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from prodml.errors import InvalidInputError
+
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 FALLBACK_ALLOW_ENTRY = re.compile(rf"{_DOTTED}:(?:\*|[A-Za-z_][A-Za-z0-9_]*)")
 
@@ -55,13 +57,13 @@ class Settings:
 
 
 def parse_fallback_allow(value: str) -> tuple[str, ...]:
-    """Comma-separated ``module:function`` / ``module:*`` entries; a malformed one is an error
-    (a typo must not silently allow nothing, or something else)."""
+    """Comma-separated ``module:function`` / ``module:*`` entries; a malformed one is an
+    :class:`~prodml.errors.InvalidInputError` (a typo must not silently allow nothing)."""
     entries = tuple(e.strip() for e in value.split(",") if e.strip())
     for entry in entries:
         if not FALLBACK_ALLOW_ENTRY.fullmatch(entry):
-            raise ValueError(f"PRODML_FALLBACK_ALLOW entry {entry!r} must be 'module:function' "
-                             "or 'module:*'")
+            raise InvalidInputError("PRODML_FALLBACK_ALLOW", entry,
+                                    "every entry must be 'module:function' or 'module:*'")
     return entries
 
 
@@ -74,5 +76,5 @@ def _positive(env: "os._Environ[str] | dict[str, str]", name: str, default: floa
     except ValueError:
         value = float("nan")
     if not value > 0 or value == float("inf"):
-        raise ValueError(f"{name}={raw!r} must be a positive number")
+        raise InvalidInputError(name, raw, "must be a positive number")
     return value

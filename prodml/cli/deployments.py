@@ -68,19 +68,14 @@ def serve_command(
 def _fallback_settings(allow: list[str], timeout_ms: float | None) -> None:
     """Hand the fallback allow-list and time limit to the workers (through the environment,
     as the other serve options), refusing a malformed entry here rather than in each."""
-    from prodml.config import parse_fallback_allow
+    from prodml.config import FALLBACK_ALLOW_ENTRY, parse_fallback_allow
 
-    current = os.environ.get("PRODML_FALLBACK_ALLOW", "")
     for entry in allow:
-        try:
-            parse_fallback_allow(entry)
-        except ValueError:
+        if not FALLBACK_ALLOW_ENTRY.fullmatch(entry.strip()):
             raise InvalidInputError("--allow-fallback", entry,
-                                    "must be 'module:function' or 'module:*'") from None
-    try:
-        merged = parse_fallback_allow(",".join([current, *allow]))
-    except ValueError as exc:
-        raise InvalidInputError("PRODML_FALLBACK_ALLOW", current, str(exc)) from None
+                                    "must be 'module:function' or 'module:*'")
+    merged = parse_fallback_allow(",".join([os.environ.get("PRODML_FALLBACK_ALLOW", ""),
+                                            *allow]))
     os.environ["PRODML_FALLBACK_ALLOW"] = ",".join(dict.fromkeys(merged))
     if timeout_ms is not None:
         if not 0 < timeout_ms < float("inf"):

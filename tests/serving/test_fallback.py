@@ -77,7 +77,7 @@ def test_settings_read_and_check_the_allow_list():
     assert s.fallback_allow == ("a.b:c", "d:*") and s.fallback_timeout_ms == 20.0
     for bad in ({"PRODML_FALLBACK_ALLOW": "os.system"}, {"PRODML_FALLBACK_ALLOW": "a:b c"},
                 {"PRODML_FALLBACK_TIMEOUT_MS": "-1"}, {"PRODML_FALLBACK_TIMEOUT_MS": "x"}):
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidInputError, match="PRODML_FALLBACK"):
             Settings.from_env(bad)
 
 
