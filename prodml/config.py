@@ -9,24 +9,39 @@
   separated; ``*`` for any, behind a proxy that checks Host).
 - ``PRODML_ALLOWED_ORIGINS``: other origins whose pages may change state (comma separated).
 - ``PRODML_PREDICT_ACCESS`` / ``PRODML_READ_ACCESS``: ``open`` (default) or ``token``.
+- ``PRODML_FALLBACK_ALLOW``: the ``module:function`` fallback rules this process may import,
+  comma-separated; ``module:*`` allows every public function defined in that module. Empty
+  (the default): no fallback rule imports anything, only expressions are accepted.
+  ``prodml serve --allow-fallback`` adds to it.
+- ``PRODML_FALLBACK_TIMEOUT_MS``: time a fallback rule may take per record (default 50).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from prodml.errors import InvalidInputError
+
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+FALLBACK_ALLOW_ENTRY = re.compile(rf"{_DOTTED}:(?:\*|[A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Where prodml keeps its records.
+    """Where prodml keeps its records, and what the server may run.
 
     >>> s = Settings.from_env({"PRODML_HOME": "/tmp/x"})
     >>> s.database_url
     'sqlite:////tmp/x/prodml.db'
     >>> s.artifacts
     '/tmp/x/artifacts'
+    >>> s.fallback_allow, s.fallback_timeout_ms
+    ((), 50.0)
+    >>> Settings.from_env({"PRODML_FALLBACK_ALLOW": "rules:approve, my.rules:*"}).fallback_allow
+    ('rules:approve', 'my.rules:*')
     """
 
     home: Path
@@ -37,6 +52,8 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     predict_access: str = "open"
     read_access: str = "open"
+    fallback_allow: tuple[str, ...] = ()  # "module:function" or "module:*"
+    fallback_timeout_ms: float = 50.0
 
     @classmethod
     def from_env(cls, environ: "os._Environ[str] | dict[str, str] | None" = None) -> "Settings":
@@ -49,8 +66,34 @@ class Settings:
                    allowed_hosts=_names(env.get("PRODML_ALLOWED_HOSTS")),
                    allowed_origins=_names(env.get("PRODML_ALLOWED_ORIGINS")),
                    predict_access=env.get("PRODML_PREDICT_ACCESS") or "open",
-                   read_access=env.get("PRODML_READ_ACCESS") or "open")
+                   read_access=env.get("PRODML_READ_ACCESS") or "open",
+                   fallback_allow=parse_fallback_allow(env.get("PRODML_FALLBACK_ALLOW", "")),
+                   fallback_timeout_ms=_positive(env, "PRODML_FALLBACK_TIMEOUT_MS", 50.0))
 
 
 def _names(value: str | None) -> tuple[str, ...]:
     return tuple(n.strip() for n in (value or "").split(",") if n.strip())
+
+
+def parse_fallback_allow(value: str) -> tuple[str, ...]:
+    """Comma-separated ``module:function`` / ``module:*`` entries; a malformed one is an
+    :class:`~prodml.errors.InvalidInputError` (a typo must not silently allow nothing)."""
+    entries = tuple(e.strip() for e in value.split(",") if e.strip())
+    for entry in entries:
+        if not FALLBACK_ALLOW_ENTRY.fullmatch(entry):
+            raise InvalidInputError("PRODML_FALLBACK_ALLOW", entry,
+                                    "every entry must be 'module:function' or 'module:*'")
+    return entries
+
+
+def _positive(env: "os._Environ[str] | dict[str, str]", name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise InvalidInputError(name, raw, "must be a positive number")
+    return value

@@ -43,7 +43,14 @@ def serve_command(
             help="open (default) or token: prediction routes need a viewer token.")] = None,
         read_access: Annotated[Optional[str], typer.Option(
             help="open or token: pages and read APIs need a viewer token (default: open "
-                 "on a loopback address, token on any other).")] = None) -> None:
+                 "on a loopback address, token on any other).")] = None,
+        allow_fallback: Annotated[Optional[list[str]], typer.Option(
+            "--allow-fallback", help="A 'module:function' (or 'module:*') fallback rule this "
+            "server may import; repeat for more. Added to PRODML_FALLBACK_ALLOW. None by "
+            "default: fallback rules are expressions only.")] = None,
+        fallback_timeout_ms: Annotated[Optional[float], typer.Option(
+            help="Time a fallback rule may take per record (default 50, "
+                 "PRODML_FALLBACK_TIMEOUT_MS).")] = None) -> None:
     """Serve the store's endpoints over HTTP (uvicorn): OIP v2, MLflow scoring, plain JSON."""
     import uvicorn
 
@@ -56,6 +63,7 @@ def serve_command(
         parse_interval(monitor_every)  # a bad interval fails here, not in every worker
         os.environ[ENV] = monitor_every
     os.environ["PRODML_LOG_MODE"] = log_mode
+    _fallback_settings(allow_fallback or [], fallback_timeout_ms)
     os.environ["PRODML_SERVE_ENDPOINTS"] = ",".join(endpoint or [])
     loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
     hosts = [*_env_list("PRODML_ALLOWED_HOSTS"), *(allowed_host or [])]
@@ -87,6 +95,9 @@ def serve_command(
     if host in ("0.0.0.0", "::") and not hosts:
         console.print("listening on every interface: clients must use a loopback name "
                       "until you name others with --allowed-host", highlight=False)
+    if os.environ["PRODML_FALLBACK_ALLOW"]:
+        console.print("fallback rules may import: " + os.environ["PRODML_FALLBACK_ALLOW"],
+                      highlight=False)
     uvicorn.run("prodml.serving.asgi:app_factory", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=access_log,
                 timeout_graceful_shutdown=10)
@@ -94,6 +105,24 @@ def serve_command(
 
 def _env_list(name: str) -> list[str]:
     return [n.strip() for n in os.environ.get(name, "").split(",") if n.strip()]
+
+
+def _fallback_settings(allow: list[str], timeout_ms: float | None) -> None:
+    """Hand the fallback allow-list and time limit to the workers (through the environment,
+    as the other serve options), refusing a malformed entry here rather than in each."""
+    from prodml.config import FALLBACK_ALLOW_ENTRY, parse_fallback_allow
+
+    for entry in allow:
+        if not FALLBACK_ALLOW_ENTRY.fullmatch(entry.strip()):
+            raise InvalidInputError("--allow-fallback", entry,
+                                    "must be 'module:function' or 'module:*'")
+    merged = parse_fallback_allow(",".join([os.environ.get("PRODML_FALLBACK_ALLOW", ""),
+                                            *allow]))
+    os.environ["PRODML_FALLBACK_ALLOW"] = ",".join(dict.fromkeys(merged))
+    if timeout_ms is not None:
+        if not 0 < timeout_ms < float("inf"):
+            raise InvalidInputError("--fallback-timeout-ms", timeout_ms, "must be positive")
+        os.environ["PRODML_FALLBACK_TIMEOUT_MS"] = repr(timeout_ms)
 
 
 def deploy_command(

@@ -26,12 +26,13 @@ from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
 from prodml.serving import deployment as d
 from prodml.serving.canary import check_endpoint
 from prodml.serving.endpoints import Endpoint, get_endpoint, list_endpoints, revisions
-from prodml.serving.fallback import FallbackError, compile_rule
+from prodml.serving.fallback import FallbackError, answer_records, compile_rule
 from prodml.serving.prediction_log import PredictionLog, PredictionRecord, new_prediction_id
 from prodml.serving.router import Decision, decide
 from prodml.serving.runtime import LoadedModel, MicroBatcher, Predicted
 from prodml.serving.validation import RequestValidator
 from prodml.store import Store, now_ms
+from prodml.tracking.registry import record_learned_signature
 
 log = logging.getLogger("prodml.serving")
 
@@ -97,6 +98,7 @@ class _Live:
 
     endpoint: Endpoint
     fallback: Any = None  # compiled rule
+    fallback_refused: str | None = None  # why the stored rule was not compiled
     models: dict[str, LoadedModel] = field(default_factory=dict)
 
 
@@ -105,8 +107,18 @@ class ServingService:
 
     def __init__(self, store: Store, *, log_mode: str = "durable", max_batch_rows: int = 256,
                  poll_interval: float = 0.5, canary_interval: float = 0.5,
-                 endpoints: list[str] | None = None) -> None:
+                 endpoints: list[str] | None = None,
+                 fallback_allow: tuple[str, ...] | None = None,
+                 fallback_timeout_ms: float | None = None) -> None:
+        from prodml.config import Settings
+
+        settings = Settings.from_env()
         self.store = store
+        # What a fallback rule may import and how long it may take: the server's settings,
+        # never anything stored with the endpoint (see prodml.serving.fallback).
+        self.fallback_allow = settings.fallback_allow if fallback_allow is None \
+            else tuple(fallback_allow)
+        self.fallback_timeout_ms = fallback_timeout_ms or settings.fallback_timeout_ms
         self.log = PredictionLog(store, mode=log_mode)
         self.max_batch_rows = max_batch_rows
         self.poll_interval = poll_interval
@@ -118,6 +130,7 @@ class ServingService:
         self._validators: dict[str, RequestValidator] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        self._learning: set[str] = set()  # versions whose input types are being recorded
         self.metrics: Any = None  # set by the app: prodml.serving.metrics.ServingMetrics
         self.started = False
 
@@ -183,9 +196,12 @@ class ServingService:
             live.models[leaf.model] = model
         if endpoint.fallback:
             try:
-                live.fallback = compile_rule(endpoint.fallback)
-            except ProdmlError:
-                log.exception("endpoint %s: fallback rule does not compile", endpoint.name)
+                live.fallback = compile_rule(endpoint.fallback, allow=self.fallback_allow)
+            except ProdmlError as exc:
+                # Checked again here, not only when stored: a row written straight into the
+                # store must not make this process import anything either.
+                live.fallback_refused = str(exc)
+                log.error("endpoint %s: fallback rule refused: %s", endpoint.name, exc)
         return live
 
     def _validator(self, model: LoadedModel) -> RequestValidator:
@@ -313,6 +329,8 @@ class ServingService:
         scored = self._answer(live, model, route, decision.automation, answer, rows)
         records = self._records(live, model, scored.route, columns, rows, answer, started,
                                 routing_key, None, None, scored)
+        if model.schema is None and model.signature is not None and model.signature.unknown:
+            self._learn_types(model, columns)
         await self.log.write(records)
         self._count(ep.name, model, route, "ok", started, rows)
         self._after(live, decision, columns, rows, scored, routing_key, checked)
@@ -382,10 +400,14 @@ class ServingService:
                         started: float, routing_key: str | None, why: str) -> Scored:
         rule = live.fallback
         if rule is None:
-            raise ModelUnavailableError(live.endpoint.name, why + " and no fallback rule is set")
+            raise ModelUnavailableError(live.endpoint.name, why + (
+                f"; the fallback rule was refused ({live.fallback_refused})"
+                if live.fallback_refused else " and no fallback rule is set"))
         keys = list(columns)
         try:
-            answers = [rule(dict(zip(keys, values))) for values in zip(*columns.values())]
+            answers = await answer_records(rule, [dict(zip(keys, values))
+                                                  for values in zip(*columns.values())],
+                                           self.fallback_timeout_ms)
         except FallbackError as exc:
             raise ModelUnavailableError(live.endpoint.name, f"{why}; {exc}") from None
         scored = Scored(prediction_ids=[new_prediction_id() for _ in range(rows)],
@@ -399,6 +421,33 @@ class ServingService:
         await self.log.write(records)
         self._count(live.endpoint.name, None, "fallback", "ok", started, rows)
         return scored
+
+    def _learn_types(self, model: LoadedModel, columns: dict[str, list[Any]]) -> None:
+        """A version registered without data has columns of unknown type, which requests
+        may fill with anything; the first request it answers types them, once, for every
+        worker (recorded in the registry with ``source: "first_request"``)."""
+        learned = model.signature.learned(columns) if model.signature else None
+        if learned is None or model.ref in self._learning:
+            return
+        self._learning.add(model.ref)
+
+        async def record() -> None:
+            try:
+                stored = await asyncio.to_thread(record_learned_signature, model.ref, learned,
+                                                 store=self.store)
+            except Exception:
+                log.warning("model %s: could not record its learned input types", model.ref,
+                            exc_info=True)
+                stored = None
+            finally:
+                self._learning.discard(model.ref)
+            if stored is not None and stored != model.signature:
+                model.signature = stored
+                self._validators[model.ref] = RequestValidator(model.schema, stored)
+
+        task = asyncio.get_running_loop().create_task(record())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ---- off the critical path -----------------------------------------------------------
     def _after(self, live: _Live, decision: Decision, columns: dict[str, list[Any]], rows: int,

@@ -29,10 +29,18 @@ _SCHEMA_TYPES = {"integer", "float", "boolean", "string", "category", "datetime"
 
 
 def signature_schema(signature: Signature) -> Schema:
-    """The strict schema a bare signature implies: every column required, typed, not null."""
-    return Schema(columns={c.name: {"type": c.type if c.type in _SCHEMA_TYPES else "string",
-                                    "nullable": False} if c.type in _SCHEMA_TYPES
-                           else {"type": "string", "nullable": True}
+    """The strict schema a bare signature implies: every column required, typed, not null.
+    A column of ``unknown`` type (a model registered without data) takes any value until the
+    server learns its type from the first request the model answers (see
+    :meth:`~prodml.tracking.signature.Signature.learned`).
+
+    >>> from prodml.tracking.signature import ColumnSpec
+    >>> rules = signature_schema(Signature((ColumnSpec("a", "unknown"),))).columns["a"]
+    >>> rules.type, rules.nullable
+    ('any', True)
+    """
+    return Schema(columns={c.name: {"type": c.type, "nullable": False}
+                           if c.type in _SCHEMA_TYPES else {"type": "any", "nullable": True}
                            for c in signature.inputs})
 
 

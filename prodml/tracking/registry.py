@@ -189,6 +189,24 @@ def register(name: str, model: Any, *, run: Any = None, signature: Any = None,
     raise InvalidInputError("model name", name, "too many concurrent registrations; retry")
 
 
+def record_learned_signature(ref: str, learned: Signature, *, store: Store | None = None
+                             ) -> Signature | None:
+    """Record types learned from the first request a served version answered, once: only
+    while the stored signature still has ``unknown`` columns (the first server worker to get
+    here wins). Returns the signature stored afterwards, which every worker should use."""
+    store = store or get_store()
+    with store.write() as conn:
+        name, version = _resolve(conn, ref)
+        where = (t.model_versions.c.model_name == name) & (t.model_versions.c.version == version)
+        current = conn.execute(select(t.model_versions.c.signature).where(where)
+                               .with_for_update()).scalar()
+        stored = Signature.from_dict(current) if current else None
+        if stored is None or not stored.unknown or stored.names != learned.names:
+            return stored
+        conn.execute(t.model_versions.update().where(where).values(signature=learned.to_dict()))
+        return learned
+
+
 def _check_alias(alias: Any) -> str:
     _check_name("alias", alias)
     if alias in RESERVED_ALIASES or alias.isdigit():

@@ -135,7 +135,11 @@ def test_fallback_rules():
     for bad in ("x.__class__", "open('f')", "lambda: 1", "[x for x in y]", "", "1 +"):
         with pytest.raises(InvalidInputError):
             compile_rule(bad)
-    assert compile_rule("prodml.serving.fallback:compile_rule") is compile_rule
+    with pytest.raises(InvalidInputError, match="allow-list"):
+        compile_rule("prodml.serving.fallback:compile_rule", allow=())
+    imported = compile_rule("prodml.serving.fallback:compile_rule",
+                            allow=["prodml.serving.fallback:compile_rule"])
+    assert imported.target is compile_rule  # type: ignore[attr-defined]
 
 
 # ---- endpoints in the store (SQLite and PostgreSQL) ---------------------------------------
