@@ -327,9 +327,13 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         target = body.get("spec") or body.get("model")
         if target is None:
             raise InvalidInputError("model", None, "give a model reference or a spec")
+        # allow_override: the hook for roles; set it from the caller's role (admin only).
         endpoint = eps.deploy(name, target, body.get("strategy", "direct"),
                               reason=body.get("reason"), actor=actor,
-                              fallback=body.get("fallback"), store=store, **options)
+                              fallback=body.get("fallback"), pii=body.get("pii"),
+                              require_blessing=body.get("require_blessing"),
+                              override_reason=body.get("override_blessing"),
+                              allow_override=True, store=store, **options)
         await service.refresh()
         return json_response(endpoint.to_dict())
 
@@ -486,7 +490,8 @@ _DEPLOY_BODY = _body({"type": "object", "properties": {
     "routing_key": {"type": "string"}, "guards": {"type": "object"},
     "mode": {"type": "string", "enum": ["shadow", "assist", "partial", "full"]},
     "threshold": {"type": "number"}, "fallback": {"type": "string"},
-    "reason": {"type": "string"}}})
+    "reason": {"type": "string"}, "pii": {"type": "array", "items": {"type": "string"}},
+    "require_blessing": {"type": "boolean"}, "override_blessing": {"type": "string"}}})
 _REASON_BODY = _body({"type": "object", "properties": {"reason": {"type": "string"}}},
                      required=False)
 _RESOLVE_BODY = _body({"type": "object", "properties": {"label": {},
