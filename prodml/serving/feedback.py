@@ -159,7 +159,7 @@ def _mask_labels(rows: list[dict[str, Any]], store: Store) -> None:
         for start in range(0, len(ids), _CHUNK):
             endpoints.update(conn.execute(
                 select(t.predictions.c.id, t.predictions.c.endpoint)
-                .where(t.predictions.c.id.in_(ids[start:start + _CHUNK]))).tuples())
+                .where(t.predictions.c.id.in_(ids[start:start + _CHUNK]))).all())
     masks: dict[str, frozenset[str]] = {}
     for row in framed:
         endpoint = endpoints.get(row["prediction_id"])
