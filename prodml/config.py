@@ -14,6 +14,8 @@
   (the default): no fallback rule imports anything, only expressions are accepted.
   ``prodml serve --allow-fallback`` adds to it.
 - ``PRODML_FALLBACK_TIMEOUT_MS``: time a fallback rule may take per record (default 50).
+- ``PRODML_REQUIRE_BLESSING``: ``1`` makes every endpoint refuse a version without a
+  passing gate (as if deployed with ``--require-blessing``); default off.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Settings:
     read_access: str = "open"
     fallback_allow: tuple[str, ...] = ()  # "module:function" or "module:*"
     fallback_timeout_ms: float = 50.0
+    require_blessing: bool = False
 
     @classmethod
     def from_env(cls, environ: "os._Environ[str] | dict[str, str] | None" = None) -> "Settings":
@@ -68,7 +71,9 @@ class Settings:
                    predict_access=env.get("PRODML_PREDICT_ACCESS") or "open",
                    read_access=env.get("PRODML_READ_ACCESS") or "open",
                    fallback_allow=parse_fallback_allow(env.get("PRODML_FALLBACK_ALLOW", "")),
-                   fallback_timeout_ms=_positive(env, "PRODML_FALLBACK_TIMEOUT_MS", 50.0))
+                   fallback_timeout_ms=_positive(env, "PRODML_FALLBACK_TIMEOUT_MS", 50.0),
+                   require_blessing=_flag(env.get("PRODML_REQUIRE_BLESSING"),
+                                          "PRODML_REQUIRE_BLESSING"))
 
 
 def _names(value: str | None) -> tuple[str, ...]:
@@ -97,3 +102,21 @@ def _positive(env: "os._Environ[str] | dict[str, str]", name: str, default: floa
     if not value > 0 or value == float("inf"):
         raise InvalidInputError(name, raw, "must be a positive number")
     return value
+
+
+def _flag(value: str | None, name: str) -> bool:
+    """An on/off setting: 1/true/yes/on or 0/false/no/off (any case); unset is off.
+
+    >>> _flag("1", "X"), _flag("off", "X"), _flag(None, "X")
+    (True, False, False)
+    """
+    if value is None or not value.strip():
+        return False
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    from prodml.errors import InvalidInputError
+
+    raise InvalidInputError(name, value, "must be 1 or 0 (true/false, yes/no, on/off)")

@@ -154,6 +154,15 @@ def deploy_command(
                  "module:function.")] = None,
         spec: Annotated[Optional[str], typer.Option(
             "--file", "-f", help="A deployment tree in YAML or JSON instead of MODEL.")] = None,
+        pii: Annotated[Optional[str], typer.Option(
+            "--pii", help="Input columns holding personal data, e.g. email,phone: stored "
+                          "hashed on every route, added to the endpoint's marks.")] = None,
+        require_blessing: Annotated[Optional[bool], typer.Option(
+            "--require-blessing/--no-require-blessing",
+            help="Refuse versions without a passing gate here from now on.")] = None,
+        override_blessing: Annotated[Optional[str], typer.Option(
+            "--override-blessing", help="Deploy an unblessed version anyway; the reason "
+                                        "is kept in the history.")] = None,
         reason: Reason = None, actor: Actor = None, as_json: JsonFlag = False) -> None:
     """Deploy a model to an endpoint with a strategy; the change is recorded with who and why."""
     from prodml.serving import endpoints as eps
@@ -189,7 +198,9 @@ def deploy_command(
     else:
         raise InvalidInputError("model", None, "give a model reference or --file SPEC")
     result = eps.deploy(endpoint, target, strategy, reason=reason, actor=actor,
-                        fallback=fallback, **(options if spec is None else {}))
+                        fallback=fallback, pii=pii, require_blessing=require_blessing,
+                        override_reason=override_blessing,
+                        **(options if spec is None else {}))
     _show(result, as_json, "deployed")
 
 

@@ -30,7 +30,7 @@ from starlette._utils import get_route_path
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from prodml.access import Identity, TokenVerifier
+from prodml.access import Identity, Role, TokenVerifier
 from prodml.config import Settings
 from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
 from prodml.serving import endpoints as eps
@@ -364,9 +364,15 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         target = body.get("spec") or body.get("model")
         if target is None:
             raise InvalidInputError("model", None, "give a model reference or a spec")
+        # Only an admin may deploy past a failed blessing requirement (with a reason).
+        identity = identity_of(request)
         endpoint = eps.deploy(name, target, body.get("strategy", "direct"),
                               reason=body.get("reason"), actor=actor,
-                              fallback=body.get("fallback"), store=store, **options)
+                              fallback=body.get("fallback"), pii=body.get("pii"),
+                              require_blessing=body.get("require_blessing"),
+                              override_reason=body.get("override_blessing"),
+                              allow_override=bool(identity and identity.may(Role.admin)),
+                              store=store, **options)
         await service.refresh()
         return json_response(endpoint.to_dict())
 
@@ -527,7 +533,8 @@ _DEPLOY_BODY = _body({"type": "object", "properties": {
     "routing_key": {"type": "string"}, "guards": {"type": "object"},
     "mode": {"type": "string", "enum": ["shadow", "assist", "partial", "full"]},
     "threshold": {"type": "number"}, "fallback": {"type": "string"},
-    "reason": {"type": "string"}}})
+    "reason": {"type": "string"}, "pii": {"type": "array", "items": {"type": "string"}},
+    "require_blessing": {"type": "boolean"}, "override_blessing": {"type": "string"}}})
 _REASON_BODY = _body({"type": "object", "properties": {"reason": {"type": "string"}}},
                      required=False)
 _RESOLVE_BODY = _body({"type": "object", "properties": {"label": {},

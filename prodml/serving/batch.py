@@ -52,6 +52,7 @@ from prodml.serving import deployment as d
 from prodml.serving.batch_scoring import (CONFIDENCE, PREDICTION,  # noqa: F401 (public)
                                           PROBABILITY, ChunkScorer, Scored, build_scorer)
 from prodml.serving.batch_source import Source, open_source
+from prodml.serving.endpoints import marked_pii, pii_columns
 from prodml.serving.runtime import LoadedModel
 from prodml.serving.validation import signature_schema
 
@@ -145,7 +146,8 @@ def predict_batch(target: str, data: Any, *, output: str | os.PathLike[str] | No
     folder or glob of them, or a frame. ``output``: the Parquet file to write (the Dask
     engine writes a folder of part files there); without one, the answers come back in
     ``result.predictions``. ``id_column`` and ``keep_columns`` (names, or True for all) are
-    copied to the output before the answers. ``engine="dask"`` partitions the work with
+    copied to the output before the answers; those holding personal data (the endpoint's
+    PII set, or the version's marks) as their hashes, as the prediction log keeps them. ``engine="dask"`` partitions the work with
     Dask, on the ``distributed`` scheduler at ``scheduler`` when given. ``progress`` is
     called with (rows done, rows in all or None) after each chunk.
     """
@@ -166,7 +168,9 @@ def predict_batch(target: str, data: Any, *, output: str | os.PathLike[str] | No
     model = LoadedModel.load(ref, store=store)
     schema = model.schema or (signature_schema(model.signature) if model.signature else None)
     source = open_source(data, schema)
-    scorer = build_scorer(model, schema, source.arrow_schema.names, id_column, keep_columns)
+    scorer = build_scorer(model, schema, source.arrow_schema.names, id_column, keep_columns,
+                          pii_columns(endpoint, store=store) if endpoint is not None
+                          else marked_pii(model.schema))
     final = _check_output(output, source, engine) if output is not None else None
     params = {"target": target, "model": ref, "endpoint": endpoint, "engine": engine,
               "chunk_rows": chunk_rows, "scheduler": scheduler, "id_column": id_column,

@@ -44,6 +44,11 @@ class ChunkScorer:
     schema: Schema | None  # the version's rules (its signature's when it has no schema)
     features: list[str]  # the model's input columns, in its order
     keep: list[str]  # input columns copied to the output (the id column first)
+    # Kept columns holding personal data: written as their hashes (log_payload.hash_pii),
+    # as the prediction log stores them. The key travels with the scorer, so Dask workers
+    # on other machines hash alike.
+    pii: frozenset[str] = frozenset()
+    key: bytes | None = field(default=None, repr=False)
     _rules: Schema | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -52,7 +57,8 @@ class ChunkScorer:
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         # A version's bytes never change under its reference: no need to hash the model.
         return ("ChunkScorer", self.model.ref, tuple(self.features), tuple(self.keep),
-                self.schema.model_dump_json() if self.schema is not None else None)
+                self.schema.model_dump_json() if self.schema is not None else None,
+                tuple(sorted(self.pii)))
 
     @property
     def read(self) -> list[str]:
@@ -72,9 +78,17 @@ class ChunkScorer:
             if result.errors:
                 raise chunk_error(result.errors[0], first_row, table.num_rows, partition)
         frame = table.select(self.features).to_pandas()
-        columns = {name: table.column(name) for name in self.keep}
+        columns = {name: self._hashed(table.column(name)) if name in self.pii
+                   else table.column(name) for name in self.keep}
         columns.update(self.predict(frame))
         return pa.table(columns)
+
+    def _hashed(self, column: pa.ChunkedArray) -> pa.Array:
+        # One HMAC per value: there is no vectorised HMAC, and only PII columns pay it.
+        from prodml.serving.log_payload import hash_pii, pii_key
+
+        key = self.key if self.key is not None else pii_key()
+        return pa.array([hash_pii(v, key=key) for v in column.to_pylist()], pa.string())
 
     def predict(self, frame: Any) -> dict[str, pa.Array]:
         """One ``predict_proba`` (or ``predict``) call; answers as :class:`LoadedModel`
@@ -129,9 +143,11 @@ def chunk_error(anomaly: Anomaly, first_row: int, rows: int,
 
 
 def build_scorer(model: LoadedModel, schema: Schema | None, names: list[str],
-                 id_column: str | None, keep_columns: Sequence[str] | bool) -> ChunkScorer:
+                 id_column: str | None, keep_columns: Sequence[str] | bool,
+                 pii: frozenset[str] = frozenset(), key: bytes | None = None) -> ChunkScorer:
     """The scorer for data with columns ``names``; an error naming the column when the
-    model needs one the data lacks, or a kept column is not there."""
+    model needs one the data lacks, or a kept column is not there. Kept columns in ``pii``
+    are written hashed."""
     if keep_columns is True:
         keep = list(names)
     elif keep_columns is False or keep_columns is None:
@@ -159,7 +175,12 @@ def build_scorer(model: LoadedModel, schema: Schema | None, names: list[str],
                                     f"needs column {name!r}; the data has "
                                     + ", ".join(names))
     present = [n for n in (schema.columns if schema else ()) if n in names]
-    return ChunkScorer(model, _only(schema, present) if schema else None, features, keep)
+    masked = frozenset(pii) & frozenset(keep)
+    if masked and key is None:
+        from prodml.serving.log_payload import pii_key
+        key = pii_key()
+    return ChunkScorer(model, _only(schema, present) if schema else None, features, keep,
+                       masked, key)
 
 
 def _only(schema: Schema, names: list[str]) -> Schema:

@@ -23,7 +23,8 @@ update, and any state can be restored from the history.
 from __future__ import annotations
 
 import getpass
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from sqlalchemy import select, update
@@ -53,13 +54,16 @@ class Endpoint:
     fallback: str | None
     created_at: int
     updated_at: int
+    # What the endpoint demands of whatever it serves (``endpoints.policy``): see
+    # :func:`merge_policy`. Keys: require_blessing, pii, and the log's retention keys.
+    policy: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         return d.describe(self.spec) + (" [paused]" if self.paused else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "spec": self.spec.to_dict(), "revision": self.revision,
-                "paused": self.paused, "fallback": self.fallback,
+                "paused": self.paused, "fallback": self.fallback, "policy": self.policy,
                 "summary": self.describe(), "models": [leaf.model for leaf in
                                                        d.leaves(self.spec)],
                 "created_at": self.created_at, "updated_at": self.updated_at}
@@ -97,7 +101,7 @@ def default_actor() -> str:
 
 def _row_to_endpoint(row: Any) -> Endpoint:
     return Endpoint(row.name, d.parse_spec(row.spec), row.revision, bool(row.paused),
-                    row.fallback, row.created_at, row.updated_at)
+                    row.fallback, row.created_at, row.updated_at, dict(row.policy or {}))
 
 
 def get_endpoint(name: str, *, store: Store | None = None) -> Endpoint:
@@ -139,9 +143,12 @@ def history(name: str, *, limit: int = 100, store: Store | None = None
 
 def change(name: str, transform: Callable[[Endpoint], tuple[d.Node, bool, str, str | None]],
            *, actor: str | None = None, expected_revision: int | None = None,
+           policy: Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
            store: Store | None = None) -> Endpoint:
     """Apply ``transform(endpoint) -> (spec, paused, action, reason)`` as one recorded change.
 
+    ``policy`` holds policy keys to change with it (merged, see :func:`merge_policy`), or
+    a function of the current policy giving them (run against the policy it replaces).
     With ``expected_revision`` the change applies only if nobody changed the endpoint since
     (else :class:`ConcurrentChangeError`); without it, it retries on a race.
     """
@@ -151,12 +158,15 @@ def change(name: str, transform: Callable[[Endpoint], tuple[d.Node, bool, str, s
         if expected_revision is not None and current.revision != expected_revision:
             raise ConcurrentChangeError(name, expected_revision)
         spec, paused, action, reason = transform(current)
+        merged = merge_policy(current.policy,
+                              policy(current.policy) if callable(policy) else policy)
         now = now_ms()
         with store.write() as conn:
             done = conn.execute(update(t.endpoints)
                                 .where(t.endpoints.c.name == name,
                                        t.endpoints.c.revision == current.revision)
                                 .values(spec=spec.to_dict(), paused=paused,
+                                        policy=merged or None,
                                         revision=current.revision + 1, updated_at=now))
             if done.rowcount == 1:
                 conn.execute(t.deployment_events.insert().values(
@@ -164,10 +174,187 @@ def change(name: str, transform: Callable[[Endpoint], tuple[d.Node, bool, str, s
                     actor=actor or default_actor(), action=action, reason=reason,
                     from_spec=current.spec.to_dict(), to_spec=spec.to_dict()))
                 return Endpoint(name, spec, current.revision + 1, paused, current.fallback,
-                                current.created_at, now)
+                                current.created_at, now, merged)
         if expected_revision is not None:
             raise ConcurrentChangeError(name, expected_revision)
     raise ConcurrentChangeError(name, current.revision)
+
+
+# -- the endpoint's policy ------------------------------------------------------------------
+# ``endpoints.policy`` is one JSON object that several concerns share (require_blessing and
+# pii here; retention, archive and keep_labelled for the prediction log): every writer
+# merges its own keys into what is there, and never drops a key it does not own.
+
+def merge_policy(current: Mapping[str, Any] | None, updates: Mapping[str, Any] | None
+                 ) -> dict[str, Any]:
+    """``current`` with ``updates`` applied: a key given ``None`` is removed, others set.
+
+    >>> merge_policy({"retention": "90d", "pii": ["email"]},
+    ...              {"pii": ["email", "phone"], "archive": None})
+    {'retention': '90d', 'pii': ['email', 'phone']}
+    """
+    merged = dict(current or {})
+    for key, value in (updates or {}).items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def update_policy(name: str, updates: Mapping[str, Any], *, reason: str | None = None,
+                  actor: str | None = None, override_reason: str | None = None,
+                  allow_override: bool = True, store: Store | None = None) -> Endpoint:
+    """Change policy keys of an endpoint (``None`` removes a key) as a recorded change.
+
+    Lowering ``require_blessing`` where the endpoint requires it is an override: it needs
+    ``override_reason`` (and ``allow_override``, which the HTTP layer sets from the
+    caller's role), and the reason is kept in the history.
+    """
+    store = store or get_store()
+
+    def apply(ep: Endpoint) -> tuple[d.Node, bool, str, str | None]:
+        note = _policy_override(name, ep.policy, updates, override_reason, allow_override)
+        return ep.spec, ep.paused, "policy", _with_note(reason, note)
+    return change(name, apply, actor=actor, policy=_checked_policy(updates), store=store)
+
+
+def marked_pii(schema: Any) -> frozenset[str]:
+    """The columns a data schema marks as personal data."""
+    if schema is None:
+        return frozenset()
+    return frozenset(n for n, rules in schema.columns.items() if rules.pii)
+
+
+def policy_pii(policy: Mapping[str, Any] | None) -> frozenset[str]:
+    """The columns an operator marked as personal data on the endpoint itself."""
+    return frozenset((policy or {}).get("pii") or ())
+
+
+def pii_columns(endpoint: Endpoint | str, *, store: Store | None = None) -> frozenset[str]:
+    """The endpoint's PII set: its policy's ``pii`` and every column that any version it
+    serves marks as PII, on every route (primary, canary, shadow, either colour). Each of
+    these inputs is stored hashed whichever version answered."""
+    from prodml.tracking import registry
+
+    store = store or get_store()
+    if isinstance(endpoint, str):
+        endpoint = get_endpoint(endpoint, store=store)
+    columns = set(policy_pii(endpoint.policy))
+    for ref in {leaf.model for leaf in d.leaves(endpoint.spec)}:
+        columns |= marked_pii(registry.get(ref, store=store).schema)
+    return frozenset(columns)
+
+
+def blessing_required(policy: Mapping[str, Any] | None) -> bool:
+    """Whether a new version needs a blessing here: the endpoint's ``require_blessing``,
+    or the server-wide ``PRODML_REQUIRE_BLESSING`` (which an endpoint cannot lower)."""
+    from prodml.config import Settings
+
+    return bool((policy or {}).get("require_blessing")) or Settings.from_env().require_blessing
+
+
+class OverrideNotAllowedError(ProdmlError):
+    """An override of the deployment policy asked for by a caller who may not (HTTP 403)."""
+
+    http_status = 403
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(f"endpoint {endpoint!r}: only an admin may override its blessing "
+                         "requirement", field="override_blessing", value=None,
+                         rule="only an admin may override")
+
+
+def _checked_policy(updates: Mapping[str, Any] | None) -> dict[str, Any]:
+    out = dict(updates or {})
+    if "pii" in out and out["pii"] is not None:
+        out["pii"] = sorted(_pii_list(out["pii"]))
+    if "require_blessing" in out and out["require_blessing"] is not None:
+        if not isinstance(out["require_blessing"], bool):
+            raise InvalidInputError("require_blessing", out["require_blessing"],
+                                    "must be true or false")
+    return out
+
+
+def _pii_list(value: Any) -> frozenset[str]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple, set, frozenset)) or len(value) > 1000 or not all(
+            isinstance(v, str) and 0 < len(v) <= 255 for v in value):
+        raise InvalidInputError("pii", value if isinstance(value, (str, list)) else
+                                type(value).__name__, "must be a list of column names")
+    return frozenset(value)
+
+
+def _check_override(override_reason: Any) -> None:
+    if override_reason is not None and (not isinstance(override_reason, str)
+                                        or not override_reason.strip()
+                                        or len(override_reason) > 1000):
+        raise InvalidInputError("override_blessing", override_reason,
+                                "must be the reason for the override (1 to 1000 characters)")
+
+
+def _policy_override(name: str, current: Mapping[str, Any], updates: Mapping[str, Any] | None,
+                     override_reason: str | None, allow_override: bool) -> str | None:
+    """The history note of an override when ``updates`` lower the blessing requirement."""
+    if not (current.get("require_blessing") and updates and "require_blessing" in updates
+            and not updates["require_blessing"]):
+        return None
+    _check_override(override_reason)
+    if override_reason is None:
+        from prodml.tracking.evaluations import NotBlessedError
+
+        raise NotBlessedError(f"endpoint {name!r} requires a blessing; lifting the "
+                              "requirement is an override: give its reason",
+                              field="require_blessing", value=False,
+                              rule="lifting the requirement needs an override")
+    if not allow_override:
+        raise OverrideNotAllowedError(name)
+    return f"require_blessing lifted (an override): {override_reason}"
+
+
+def check_blessings(spec: d.Node, current: d.Node | None, policy: Mapping[str, Any], *,
+                    endpoint: str, override_reason: str | None = None,
+                    allow_override: bool = True, store: Store | None = None) -> str | None:
+    """Refuse (:class:`~prodml.tracking.evaluations.NotBlessedError`, HTTP 409) a tree that
+    would serve a version without a blessing where the policy requires one.
+
+    Every version the new tree serves on any route is checked, except those the current
+    tree already serves (they were let in before; refusing them would also refuse the
+    blessed version that replaces them). With ``override_reason`` (and ``allow_override``:
+    the route layer sets it from the caller's role) the deployment goes ahead, and the
+    returned note, naming what was overridden and why, goes into the event's reason.
+    """
+    from prodml.tracking.evaluations import NotBlessedError, require_blessed
+
+    _check_override(override_reason)
+    if not blessing_required(policy):
+        return None
+    serving = {leaf.model for leaf in d.leaves(current)} if current is not None else set()
+    refused: list[NotBlessedError] = []
+    for ref in dict.fromkeys(leaf.model for leaf in d.leaves(spec)):
+        if ref in serving:
+            continue
+        try:
+            require_blessed(ref, store=store)
+        except NotBlessedError as exc:
+            refused.append(exc)
+    if not refused:
+        return None
+    if override_reason is None:
+        first = refused[0]
+        more = f" (and {len(refused) - 1} more version(s))" if len(refused) > 1 else ""
+        first.message = f"endpoint {endpoint!r} requires a blessing: {first.message}{more}"
+        first.args = (first.message,)
+        raise first
+    if not allow_override:
+        raise OverrideNotAllowedError(endpoint)
+    return ("blessing overridden (" + "; ".join(e.message for e in refused)
+            + f"): {override_reason}")
+
+
+def _with_note(reason: str | None, note: str | None) -> str | None:
+    return f"{reason} [{note}]" if reason and note else (reason or note)
 
 
 def resolve_models(spec: d.Node, *, store: Store | None = None) -> d.Node:
@@ -255,18 +442,27 @@ def _unwrap(node: d.Node | None) -> d.Node | None:
 
 def deploy(name: str, model: str | d.Node | dict[str, Any], strategy: str = "direct", *,
            reason: str | None = None, actor: str | None = None,
-           fallback: str | None = None, store: Store | None = None, **options: Any
+           fallback: str | None = None, pii: Iterable[str] | str | None = None,
+           require_blessing: bool | None = None, override_reason: str | None = None,
+           allow_override: bool = True, store: Store | None = None, **options: Any
            ) -> Endpoint:
     """Put a model (or a whole deployment tree) behind endpoint ``name``.
 
     ``model`` is a reference (``loan@champion``) placed by ``strategy`` (see :func:`plan`)
     or a full tree (a node or its dict form). References are pinned to versions now.
+
+    Policy (kept on the endpoint for later deployments too): ``pii`` adds columns to those
+    the endpoint stores hashed, whatever its versions mark; ``require_blessing`` makes every
+    version new to the endpoint need a passing gate (see :func:`check_blessings`), which
+    ``override_reason`` overrides, on the record. ``allow_override`` is the hook for the
+    caller's role: the HTTP layer passes False for a caller who may not override.
     """
     from prodml.serving.fallback import compile_rule
 
     store = store or get_store()
     if fallback is not None:
         compile_rule(fallback)  # refuse a broken rule before anything is written
+    _check_override(override_reason)
     try:
         current: Endpoint | None = get_endpoint(name, store=store)
     except NotFoundError:
@@ -278,25 +474,54 @@ def deploy(name: str, model: str | d.Node | dict[str, Any], strategy: str = "dir
     else:
         spec = d.parse_spec(model)
     spec = resolve_models(spec, store=store)
+    marks = _pii_list(pii) if pii is not None else frozenset()
+    if require_blessing is not None:
+        _checked_policy({"require_blessing": require_blessing})
+
+    def updates(before: Mapping[str, Any]) -> dict[str, Any]:
+        """The policy keys this deployment sets: PII marks add to the endpoint's own."""
+        out: dict[str, Any] = {}
+        if marks:
+            out["pii"] = sorted(policy_pii(before) | marks)
+        if require_blessing is not None:
+            out["require_blessing"] = require_blessing
+        return out
+
+    def admit(ep: Endpoint | None) -> str | None:
+        """The history note of what was overridden; raises if the tree is refused. A
+        requirement this deployment lifts still holds for the deployment itself."""
+        before = ep.policy if ep is not None else {}
+        required = {"require_blessing": bool(before.get("require_blessing")
+                                             or require_blessing)}
+        notes = [_policy_override(name, before, updates(before), override_reason,
+                                  allow_override),
+                 check_blessings(spec, ep.spec if ep is not None else None, required,
+                                 endpoint=name, override_reason=override_reason,
+                                 allow_override=allow_override, store=store)]
+        return "; ".join(n for n in notes if n) or None
+
     if current is None:
         _check_name(name)
+        note = admit(None)
         now = now_ms()
         from sqlalchemy.exc import IntegrityError
         try:
             with store.write() as conn:
                 conn.execute(t.endpoints.insert().values(
                     name=name, spec=spec.to_dict(), revision=1, paused=False,
-                    fallback=fallback, created_at=now, updated_at=now))
+                    fallback=fallback, policy=updates({}) or None, created_at=now,
+                    updated_at=now))
                 conn.execute(t.deployment_events.insert().values(
                     endpoint=name, revision=1, time=now, actor=actor or default_actor(),
-                    action="deploy", reason=reason, from_spec=None, to_spec=spec.to_dict()))
+                    action="deploy", reason=_with_note(reason, note), from_spec=None,
+                    to_spec=spec.to_dict()))
             return get_endpoint(name, store=store)
         except IntegrityError:  # created concurrently: fall through to a recorded change
             pass
     if fallback is not None:
         set_fallback(name, fallback, store=store, actor=actor)
-    return change(name, lambda ep: (spec, ep.paused, "deploy", reason), actor=actor,
-                  store=store)
+    return change(name, lambda ep: (spec, ep.paused, "deploy", _with_note(reason, admit(ep))),
+                  actor=actor, policy=updates, store=store)
 
 
 def _check_name(name: str) -> None:

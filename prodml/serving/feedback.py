@@ -38,7 +38,7 @@ import orjson
 from sqlalchemy import Connection, select
 
 from prodml.errors import InvalidInputError, NotFoundError
-from prodml.serving.log_payload import to_json
+from prodml.serving.log_payload import mask_json, to_json
 from prodml.serving.log_reader import FEEDBACK_COLUMNS, LOG_COLUMNS, PROBABILITY_PREFIX
 from prodml.store import Store, get_store, now_ms
 from prodml.store import tables as t
@@ -144,11 +144,45 @@ def write_feedback(rows: list[dict[str, Any]], *, source: str = "api",
         return 0
     store = store or get_store()
     now = now_ms()
+    _mask_labels(rows, store)
     with store.write() as conn:
         check_predictions_exist(conn, [r["prediction_id"] for r in rows], where)
         conn.execute(t.feedback.insert(), [{**r, "time": now, "source": source, "actor": actor}
                                          for r in rows])
     return len(rows)
+
+
+def _mask_labels(rows: list[dict[str, Any]], store: Store) -> None:
+    """Hash the values under PII names in object labels, as their endpoint's log does."""
+    framed = [r for r in rows if r["kind"] == "label" and r["value"][:1] in ("{", "[")]
+    if not framed:
+        return
+    ids = sorted({r["prediction_id"] for r in framed})
+    endpoints: dict[str, str] = {}
+    with store.read() as conn:
+        for start in range(0, len(ids), _CHUNK):
+            endpoints.update(conn.execute(
+                select(t.predictions.c.id, t.predictions.c.endpoint)
+                .where(t.predictions.c.id.in_(ids[start:start + _CHUNK]))).all())
+    masks: dict[str, frozenset[str]] = {}
+    for row in framed:
+        endpoint = endpoints.get(row["prediction_id"])
+        if endpoint is None:  # refused below, with the item named
+            continue
+        if endpoint not in masks:
+            masks[endpoint] = endpoint_pii(endpoint, store)
+        row["value"] = mask_json(row["value"], masks[endpoint])
+
+
+def endpoint_pii(endpoint: str, store: Store) -> frozenset[str]:
+    """The PII set that labels of ``endpoint``'s predictions obey (empty for an endpoint
+    that is gone: its policy is unknown)."""
+    from prodml.serving.endpoints import pii_columns
+
+    try:
+        return pii_columns(endpoint, store=store)
+    except NotFoundError:
+        return frozenset()
 
 
 def check_predictions_exist(conn: Connection, ids: list[str],

@@ -124,6 +124,32 @@ def hash_pii(value: Any, *, key: bytes | None = None) -> str | None:
     return hmac.digest(key if key is not None else pii_key(), data, hashlib.sha256).hex()
 
 
+def mask_json(text: str | None, pii: frozenset[str], key: bytes | None = None) -> str | None:
+    """A label's JSON text with the values under PII names hashed, at any depth.
+
+    Labels and review answers are free JSON: an object label may carry a PII column of the
+    endpoint (``{"email": ..., "fraud": true}``), which must not be stored in clear either.
+
+    >>> masked = mask_json('{"email": "ann@x.io", "ok": 1}', frozenset({"email"}), b"k" * 32)
+    >>> masked == '{"email":"%s","ok":1}' % hash_pii("ann@x.io", key=b"k" * 32)
+    True
+    >>> mask_json('"approve"', frozenset({"email"}))
+    '"approve"'
+    """
+    if text is None or not pii or text[:1] not in ("{", "["):
+        return text
+    secret = key if key is not None else pii_key()
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: hash_pii(v, key=secret) if k in pii else walk(v)
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+    return to_json(walk(orjson.loads(text)))
+
+
 # -- encoding --------------------------------------------------------------------------------
 LOG_FIELDS: dict[str, pa.DataType] = {
     "time": pa.int64(), "model_name": pa.string(), "model_version": pa.int64(),

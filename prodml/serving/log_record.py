@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -82,6 +83,9 @@ class PredictionRecord:
     status: str  # ok, error, timeout, review
     error: str | None = None
     parent_id: str | None = None  # a shadow's link to the answer that was returned
+    # The inputs to store hashed: the endpoint's PII set when the record was made (the log
+    # adds the set registered for the endpoint, so a change of set never unmasks a row).
+    pii: frozenset[str] | None = None
 
 
 def _number(value: Any) -> float | None:
@@ -103,9 +107,25 @@ ROW_KEYS = ("id", "time", "endpoint", "model_name", "model_version", "route", "r
              "parent_id", "batch_id", "row")
 
 
-def prediction_row(record: PredictionRecord, problems: list[str] | None) -> dict[str, Any]:
+def prediction_row(record: PredictionRecord, problems: list[str] | None,
+                   pii: frozenset[str] = frozenset(), key: bytes | None = None
+                   ) -> dict[str, Any]:
     """The ``predictions`` row of ``record``; what could not be stored is named in its
-    ``error`` (with ``problems`` found serialising its inputs)."""
+    ``error`` (with ``problems`` found serialising its inputs).
+
+    The routing key is always stored hashed (:func:`~prodml.serving.log_payload.hash_pii`
+    with ``key``): it exists to tell one caller from another (a customer, a user, an
+    email), it may come from a header with no column to mark, and the log only ever needs
+    it for equality, which the HMAC keeps. The values of the ``pii`` inputs are blanked
+    out of the error text (a model's message may quote them).
+
+    >>> record = PredictionRecord("a", 1, "e", None, None, "primary", 1, "u-17",
+    ...     {"email": "ann@example.com"}, None, None, None, 1.0, "error",
+    ...     error="ValueError: could not convert string to float: 'ann@example.com'")
+    >>> row = prediction_row(record, None, frozenset({"email"}), key=b"k" * 32)
+    >>> row["error"], len(row["routing_key"])
+    ("ValueError: could not convert string to float: '<pii>'", 64)
+    """
     notes = list(problems or ())
     try:
         prediction = log_payload.to_json(record.prediction)
@@ -116,11 +136,32 @@ def prediction_row(record: PredictionRecord, problems: list[str] | None) -> dict
     if notes:
         log.warning("prediction %s: %s", record.id, "; ".join(notes))
         error = "; ".join(([error] if error else []) + notes)
+    if error and pii:
+        error = scrub(error, record.inputs, pii)
     return {"id": record.id, "time": int(record.time), "endpoint": record.endpoint,
             "model_name": record.model_name, "model_version": _integer(record.model_version),
             "route": record.route, "revision": _integer(record.revision),
-            "routing_key": record.routing_key, "prediction": prediction,
+            "routing_key": None if record.routing_key is None else
+            log_payload.hash_pii(record.routing_key, key=key), "prediction": prediction,
             "confidence": _number(record.confidence), "latency_ms": _number(record.latency_ms),
             "status": record.status, "error": error, "parent_id": record.parent_id,
             "batch_id": None, "row": None}
 
+
+def scrub(text: str, inputs: Any, pii: frozenset[str]) -> str:
+    """``text`` with the values of the ``pii`` inputs (as whole words) replaced by ``<pii>``.
+
+    >>> scrub("bad value 'ann@x.io' (age 41)", {"email": "ann@x.io", "n": 4},
+    ...       frozenset({"email", "n"}))
+    "bad value '<pii>' (age 41)"
+    """
+    if not isinstance(inputs, dict):
+        return text
+    for name in pii:
+        value = inputs.get(name)
+        if value is None:
+            continue
+        shown = value if isinstance(value, str) else str(value)
+        if shown and shown in text:
+            text = re.sub(rf"(?<!\w){re.escape(shown)}(?!\w)", "<pii>", text)
+    return text

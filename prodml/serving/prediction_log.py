@@ -63,7 +63,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from prodml.errors import InvalidInputError, ProdmlError, StoreUnavailableError
 from prodml.serving import log_payload
 from prodml.serving.log_record import (ROW_KEYS, PredictionRecord, new_prediction_id,
-                                       prediction_row)
+                                       prediction_row, scrub)
 from prodml.serving.log_reader import get_prediction, read_predictions
 from prodml.store import Store, now_ms
 from prodml.store import tables as t
@@ -135,11 +135,20 @@ class PredictionLog:
 
     # ---- configuration and lifecycle -----------------------------------------------------
     def set_pii(self, endpoint: str, columns: Iterable[str]) -> None:
-        """Store these inputs of ``endpoint`` hashed (see :func:`hash_pii`), never in clear."""
+        """Store these inputs of ``endpoint`` hashed (see :func:`hash_pii`), never in clear.
+
+        A record's own ``pii`` set is added to these, so rows made under an earlier set
+        (still queued when the set changes) are masked as that set said.
+        """
         columns = frozenset(columns)
-        if columns and self._pii_key is None:
-            self._pii_key = log_payload.pii_key()
+        if columns:
+            self._key()
         self._pii[endpoint] = columns
+
+    def _key(self) -> bytes:
+        if self._pii_key is None:
+            self._pii_key = log_payload.pii_key()
+        return self._pii_key
 
     def start(self) -> None:
         """Start the writer thread (once; ``write`` starts it too)."""
@@ -384,14 +393,19 @@ class PredictionLog:
             groups.setdefault(record.endpoint, []).append(record)
         batches, rows, reviews = [], [], []
         for endpoint, group in groups.items():
+            pii = self._pii.get(endpoint, frozenset())
+            extra = {id(r.pii): r.pii for r in group if r.pii and r.pii is not pii}
+            if extra:
+                pii = pii.union(*extra.values())
+            key = self._key() if pii or any(r.routing_key is not None for r in group) else None
             try:
-                columns = log_payload.encode_inputs(group, self._pii.get(endpoint, frozenset()),
-                                                    self._pii_key)
+                columns = log_payload.encode_inputs(group, pii, key)
                 problems = columns.problems
             except Exception as exc:  # noqa: BLE001 - the predictions are logged without it
                 why = f"inputs not logged: {type(exc).__name__}: {exc}"
                 columns, problems = None, {i: [why] for i in range(len(group))}
-            group_rows = [prediction_row(record, problems.get(i)) for i, record in enumerate(group)]
+            group_rows = [prediction_row(record, problems.get(i), pii, key)
+                          for i, record in enumerate(group)]
             payload = None
             if columns is not None:
                 try:
@@ -399,8 +413,9 @@ class PredictionLog:
                 except Exception as exc:  # noqa: BLE001 - the rows are logged without it
                     why = f"inputs not logged: {type(exc).__name__}: {exc}"
                     log.warning("prediction log: %s (%d rows of %s)", why, len(group), endpoint)
-                    for row in group_rows:
-                        row["error"] = f"{row['error']}; {why}" if row["error"] else why
+                    for record, row in zip(group, group_rows):
+                        note = scrub(why, record.inputs, pii) if pii else why
+                        row["error"] = f"{row['error']}; {note}" if row["error"] else note
             first = len(rows)
             for i, (record, row) in enumerate(zip(group, group_rows)):
                 row["row"] = i if payload is not None else None

@@ -36,8 +36,8 @@ import orjson
 from sqlalchemy import Connection, select, update
 
 from prodml.errors import InvalidInputError, NotFoundError
-from prodml.serving.feedback import label_json
-from prodml.serving.log_payload import to_json
+from prodml.serving.feedback import endpoint_pii, label_json
+from prodml.serving.log_payload import mask_json, to_json
 from prodml.serving.log_reader import inputs_of
 from prodml.store import Store, get_store, now_ms
 from prodml.store import tables as t
@@ -142,6 +142,11 @@ def resolve_review(review_id_or_prediction_id: int | str, label: Any, resolver: 
                                                "prediction id (32 hex characters)")
     store = store or get_store()
     now = now_ms()
+    if text[:1] in ("{", "["):  # an object label may carry the endpoint's PII columns
+        with store.read() as conn:
+            endpoint = conn.execute(select(r.c.endpoint).where(which)).scalar()
+        if endpoint is not None:
+            text = mask_json(text, endpoint_pii(endpoint, store))  # type: ignore[assignment]
     with store.write() as conn:
         row = conn.execute(select(r).where(which)).mappings().first()
         if row is None:

@@ -25,7 +25,8 @@ from typing import Any
 from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
 from prodml.serving import deployment as d
 from prodml.serving.canary import check_endpoint
-from prodml.serving.endpoints import Endpoint, get_endpoint, list_endpoints, revisions
+from prodml.serving.endpoints import (Endpoint, get_endpoint, list_endpoints, marked_pii,
+                                      policy_pii, revisions)
 from prodml.serving.fallback import FallbackError, answer_records, compile_rule
 from prodml.serving.prediction_log import PredictionLog, PredictionRecord, new_prediction_id
 from prodml.serving.router import Decision, decide
@@ -100,6 +101,9 @@ class _Live:
     fallback: Any = None  # compiled rule
     fallback_refused: str | None = None  # why the stored rule was not compiled
     models: dict[str, LoadedModel] = field(default_factory=dict)
+    # The inputs stored hashed, on every route: the union of every served version's PII
+    # marks and the endpoint policy's (see prodml.serving.endpoints.pii_columns).
+    pii: frozenset[str] = frozenset()
 
 
 class ServingService:
@@ -192,8 +196,12 @@ class ServingService:
                 self._batchers[leaf.model] = MicroBatcher(model,
                                                           max_batch_rows=self.max_batch_rows)
                 self._validators[leaf.model] = self._validator(model)
-                self.log.set_pii(endpoint.name, self._validators[leaf.model].pii)
             live.models[leaf.model] = model
+        # Per endpoint, not per loaded version: a version already loaded for another
+        # endpoint, or one without marks beside one with marks, must not change the set.
+        live.pii = policy_pii(endpoint.policy).union(
+            *(marked_pii(m.schema) for m in live.models.values()))
+        self.log.set_pii(endpoint.name, live.pii)
         if endpoint.fallback:
             try:
                 live.fallback = compile_rule(endpoint.fallback, allow=self.fallback_allow)
@@ -393,7 +401,7 @@ class ServingService:
                 probabilities=proba,
                 confidence=answer.confidence[i] if answer is not None else None,
                 latency_ms=latency, status=status_i, error=error,
-                parent_id=parents[i] if parents else None))
+                parent_id=parents[i] if parents else None, pii=live.pii))
         return out
 
     async def _fallback(self, live: _Live, columns: dict[str, list[Any]], rows: int,

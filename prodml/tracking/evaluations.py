@@ -38,7 +38,11 @@ class StoredEvaluation:
 
 
 class NotBlessedError(ProdmlError):
-    """A version without a passing gate was asked to serve where a blessing is required."""
+    """A version without a passing gate was asked to serve where a blessing is required.
+
+    The server answers it 409 (the request conflicts with the endpoint's policy)."""
+
+    http_status = 409
 
 
 def get(ref: str, *, store: Store) -> Any:
