@@ -120,6 +120,11 @@ def start_server(home: Path, port: int, *args: str, env_extra: dict | None = Non
     raise RuntimeError("server did not start within 60 s")
 
 
+def admin_headers(home: Path) -> dict[str, str]:
+    """The Authorization header of the admin token a server made on its first start."""
+    return {"Authorization": f"Bearer {(home / 'admin-token').read_text().strip()}"}
+
+
 def stop_server(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.terminate()

@@ -15,7 +15,8 @@ from sqlalchemy import update
 
 from prodml.serving import endpoints as eps
 from prodml.store import tables as t
-from tests.serving.conftest import build_store, free_port, start_server, stop_server
+from tests.serving.conftest import (admin_headers, build_store, free_port, start_server,
+                                    stop_server)
 
 pytestmark = pytest.mark.slow
 
@@ -46,13 +47,14 @@ def server(tmp_path_factory):
                               env_extra={"PYTHONPATH": path, "PRODML_FALLBACK_ALLOW": ""})
     try:
         yield {"url": f"http://127.0.0.1:{port}", "store": store, "marker": marker,
+               "headers": admin_headers(home),
                "record": data.drop(columns=["approved"]).iloc[0].to_dict()}
     finally:
         stop_server(process)
 
 
 def test_deploying_an_import_path_not_in_the_allow_list_is_refused(server):
-    with httpx.Client(base_url=server["url"], timeout=30) as client:
+    with httpx.Client(base_url=server["url"], timeout=30, headers=server["headers"]) as client:
         for rule in ("subprocess:run", "trap_rules:run", "os:system"):
             answer = client.post("/endpoints/loan/deploy",
                                  json={"model": "loan/1", "fallback": rule})
@@ -68,7 +70,7 @@ def test_a_rule_written_into_the_store_imports_nothing(server):
     with store.write() as conn:  # past every API check, as an attacker with the file would
         conn.execute(update(t.endpoints).where(t.endpoints.c.name == "loan").values(
             fallback="trap_rules:run", paused=True, revision=t.endpoints.c.revision + 1))
-    with httpx.Client(base_url=server["url"], timeout=30) as client:
+    with httpx.Client(base_url=server["url"], timeout=30, headers=server["headers"]) as client:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             answer = client.post("/endpoints/loan/predict", json=server["record"])
@@ -84,7 +86,7 @@ def test_a_rule_written_into_the_store_imports_nothing(server):
 
 
 def test_a_costly_expression_is_refused_at_deploy_and_liveness_never_waits(server):
-    with httpx.Client(base_url=server["url"], timeout=30) as client:
+    with httpx.Client(base_url=server["url"], timeout=30, headers=server["headers"]) as client:
         started = time.perf_counter()
         for rule in ("9 ** 9 ** 8", "'x' * 10 ** 9", "1 + " * 400 + "1"):
             answer = client.post("/endpoints/loan/deploy",
@@ -95,14 +97,14 @@ def test_a_costly_expression_is_refused_at_deploy_and_liveness_never_waits(serve
 
 
 def test_a_slow_rule_times_out_with_a_clear_error_while_the_server_stays_live(server):
-    with httpx.Client(base_url=server["url"], timeout=30) as client:
+    with httpx.Client(base_url=server["url"], timeout=30, headers=server["headers"]) as client:
         deployed = client.post("/endpoints/loan/deploy",
                                json={"model": "loan/1", "fallback": "slow_rules:sleepy"})
         assert deployed.status_code == 200, deployed.text
         assert client.post("/endpoints/loan/pause").status_code == 200  # applied at once
 
     def predict():
-        with httpx.Client(base_url=server["url"], timeout=30) as c:
+        with httpx.Client(base_url=server["url"], timeout=30, headers=server["headers"]) as c:
             started = time.perf_counter()
             return c.post("/endpoints/loan/predict", json=server["record"]), \
                 time.perf_counter() - started
@@ -118,6 +120,6 @@ def test_a_slow_rule_times_out_with_a_clear_error_while_the_server_stays_live(se
             assert answer.status_code == 503, answer.text
             assert "time limit (50 ms a record)" in answer.json()["message"]
             assert took < 1.0
-    with httpx.Client(base_url=server["url"], timeout=30) as client:
+    with httpx.Client(base_url=server["url"], timeout=30, headers=server["headers"]) as client:
         assert client.get("/v2/health/live", timeout=1).status_code == 200
         assert client.post("/endpoints/loan/resume").status_code == 200

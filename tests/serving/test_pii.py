@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.serving.conftest import free_port, start_server, stop_server
+from tests.serving.conftest import admin_headers, free_port, start_server, stop_server
 
 MARK = b"zqsecret"
 
@@ -83,7 +83,7 @@ def test_no_personal_value_reaches_the_store_in_clear(pii_home):
 
     home, store, url, env = pii_home
     routes: set[str] = set()
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=url, timeout=30, headers=admin_headers(home)) as client:
         # (a) a second endpoint serving a version the server has loaded already
         revision_b = admin(client, "b", {"model": "cust/1"})["revision"]
         # the endpoint's own marks: cust/2 marks nothing, the endpoint marks phone
@@ -120,8 +120,7 @@ def test_no_personal_value_reaches_the_store_in_clear(pii_home):
         reviews = client.get("/reviews", params={"endpoint": "a"}).json()
         assert reviews, "partial automation at threshold 1.0 queues every answer"
         done = client.post(f"/reviews/{reviews[0]['id']}/resolve",
-                           json={"label": {"email": secret("review", 0), "approved": 1},
-                                 "resolver": "dana"})
+                           json={"label": {"email": secret("review", 0), "approved": 1}})
         assert done.status_code == 200, done.text
         fed = client.post("/feedback", json=[
             {"prediction_id": ids[1], "label": {"email": secret("label", 0), "approved": 0}},
