@@ -100,8 +100,32 @@ class ArtifactIntegrityError(ProdmlError):
 
 
 class StoreUnavailableError(ProdmlError):
-    """The database URL cannot be reached or opened."""
+    """The database URL cannot be reached or opened.
+
+    The server's fault, not the request's: HTTP 503 with ``Retry-After`` (seconds), so a
+    client tries again rather than giving up on a request that was fine.
+    """
+
+    status_code = http_status = 503  # read by the protocols' and the plain routes' mappers
+    retry_after_s = 5
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"cannot open store {url}: {reason}", field="database_url", value=url,
                          rule="must be a reachable SQLite path or PostgreSQL URL")
+
+
+class StoreWriteError(StoreUnavailableError):
+    """A write to the store failed (disk full, I/O error, database gone): nothing of it was
+    committed. A request whose answer must be logged first is refused with a 503.
+
+    >>> e = StoreWriteError("sqlite:///p.db", "disk I/O error")
+    >>> str(e), e.status_code, e.retry_after_s
+    ('cannot write to store sqlite:///p.db: disk I/O error; nothing was committed, try again \
+later', 503, 5)
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        ProdmlError.__init__(self, f"cannot write to store {url}: {reason}; nothing was "
+                             "committed, try again later", field="store", value=url,
+                             rule="a write must commit before it is acknowledged")
+        self.reason = reason

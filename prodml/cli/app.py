@@ -15,6 +15,7 @@ from prodml.cli import schema as schema_cli
 from prodml.cli import split as split_cli
 from prodml.cli import feedback as feedback_cli
 from prodml.cli import labels as labels_cli
+from prodml.cli import log as log_cli
 from prodml.cli import review as review_cli
 from prodml.cli import monitor as monitor_cli
 from prodml.cli import alerts as alerts_cli
@@ -40,7 +41,7 @@ app.add_typer(review_cli.app, name="review")
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(alerts_cli.app, name="alerts")
 app.add_typer(pipeline_cli.app, name="pipeline")
-app.add_typer(tokens_cli.app, name="tokens")
+app.add_typer(log_cli.app, name="log")
 app.command("profile")(profile_command)
 app.add_typer(schema_cli.app, name="schema")
 app.command("validate")(schema_cli.validate_command)

@@ -181,6 +181,11 @@ class _Run:
         if reread:  # an open window too large to store: read again from its first row
             after_id, since = reread["id"], reread["time"]
         known = self.state.get("pending_rows", 0) if reread else 0
+        pruned = self._pruned_before()
+        if pruned is not None and (since is None or since < pruned):
+            # Retention pruned the log before `pruned` (labelled rows may remain): windows
+            # there would be partial and their series bogus, so they are not read.
+            since = pruned
         for frame, upper in read_new(self.store, self.endpoint, since=since, until=self.until,
                                      after_id=after_id, include_after=bool(reread),
                                      routes=SERVED_ROUTES):
@@ -189,6 +194,12 @@ class _Run:
             new = max(0, frame.height - known)
             known = max(0, known - frame.height)
             yield frame, new, upper
+
+    def _pruned_before(self) -> int | None:
+        from prodml.serving.retention import latest_cutoff
+
+        with self.store.read() as conn:
+            return latest_cutoff(conn, self.endpoint)
 
     def _cut(self, rows: pl.DataFrame, until: int | None = None
              ) -> tuple[list[dict[str, Any]], pl.DataFrame]:
@@ -328,8 +339,11 @@ class _Run:
             if any_ids is None or not any_ids.is_between(first, last).any():
                 values, found = self.checks.without_feedback(window["rows"]), []
             else:  # its rows (in memory if closed in this run) with their feedback
-                frame = join_feedback(self._window_frame(window), *feedback)
-                values, found = self.checks.on_settle(frame)
+                frame = self._window_frame(window)
+                if frame.height == 0:  # pruned by retention since it closed
+                    values, found = self.checks.without_feedback(window["rows"]), []
+                else:
+                    values, found = self.checks.on_settle(join_feedback(frame, *feedback))
             self.frames.pop(window["index"], None)
             window["settled"] = True
             self._store(window, values)

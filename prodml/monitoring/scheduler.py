@@ -125,7 +125,22 @@ class MonitorTask:
             await asyncio.sleep(max(0.0, self.every_s - (time.monotonic() - started)))
 
 
-def start_in_server(service: Any) -> MonitorTask:
-    """Start the background task when ``PRODML_MONITOR_EVERY`` is set (else a no-op task)."""
+class ServerSchedule:
+    """The server's background tasks: monitors (when ``PRODML_MONITOR_EVERY`` is set) and
+    the prediction log's retention (hourly and at start; ``PRODML_PRUNE_EVERY``)."""
+
+    def __init__(self, *tasks: Any) -> None:
+        self.tasks = tasks
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            await task.stop()
+
+
+def start_in_server(service: Any) -> ServerSchedule:
+    """Start the server's background tasks (see :class:`ServerSchedule`)."""
+    from prodml.serving.retention import RetentionTask
+
     every = os.environ.get(ENV, "").strip()
-    return MonitorTask(service, parse_interval(every) if every else None).start()
+    return ServerSchedule(MonitorTask(service, parse_interval(every) if every else None).start(),
+                          RetentionTask.from_env(service.store).start())

@@ -57,8 +57,17 @@ def resolve(conn: Connection, ref: str) -> tuple[str, ...]:
         found = _by_id(conn, text.lower()) if HEX.match(text.lower()) else ()
         found = found or _source(conn, text)
     if not found:
-        raise UnknownRefError(text)
+        raise UnknownRefError(text, _pruned(conn, text))
     return found
+
+
+def _pruned(conn: Connection, ref: str) -> str:
+    """Why a prediction id is not in the log when retention pruned it; "" otherwise."""
+    from prodml.serving.retention import pruned_note
+
+    key = ref.lower().removeprefix("prediction:")
+    note = pruned_note(conn, key) if len(key) == 32 and HEX.match(key) else None
+    return f"no prediction {key} in the log: {note}" if note else ""
 
 
 def _explicit(conn: Connection, kind: str, key: str) -> tuple[str, ...]:

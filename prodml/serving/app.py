@@ -26,19 +26,22 @@ import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import OperationalError
 from starlette._utils import get_route_path
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from prodml.access import Identity, Role, TokenVerifier
 from prodml.config import Settings
-from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
+from prodml.errors import InvalidInputError, NotFoundError, ProdmlError, StoreWriteError
 from prodml.serving import endpoints as eps
 from prodml.serving.gate import AccessError, AccessPolicy, RequestGate, UnauthorizedError
 from prodml.serving.gate import error_body as refusal_body
 from prodml.serving.metrics import CONTENT_TYPE, ServingMetrics
+from prodml.serving.protocols import error_headers
 from prodml.serving.service import ModelUnavailableError, ServingService
 from prodml.store import Store, get_store
+from prodml.store.engine import describe_error
 
 log = logging.getLogger("prodml.serving")
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -119,10 +122,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _send(send: Send, status: int, body: bytes, content_type: bytes,
-                extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-length", str(len(body)).encode()),
-                            (b"content-type", content_type), *extra]})
+                extra: dict[str, str] | None = None) -> None:
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", content_type)]
+    if extra:
+        headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -166,11 +170,11 @@ class ServingApp(FastAPI):
             self.on_refusal(_kind(path), error.http_status)
         if isinstance(error, UnauthorizedError) and scope["method"] == "GET" \
                 and path.startswith("/ui"):  # a person at the dashboard: the sign-in page
-            login = f"{scope.get('root_path', '').rstrip('/')}/ui/login".encode()
-            await _send(send, 303, b"", b"text/plain", ((b"location", login),))
+            login = f"{scope.get('root_path', '').rstrip('/')}/ui/login"
+            await _send(send, 303, b"", b"text/plain", {"Location": login})
             return
-        extra = ((b"www-authenticate", b'Bearer realm="prodml"'),) \
-            if isinstance(error, UnauthorizedError) else ()
+        extra = {"WWW-Authenticate": 'Bearer realm="prodml"'} \
+            if isinstance(error, UnauthorizedError) else None
         await _send(send, error.http_status, refusal_body(error, path), b"application/json",
                     extra)
 
@@ -245,7 +249,14 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
     async def prodml_error(request: Request, exc: ProdmlError) -> Response:
         code = status_of(exc)
         metrics.refused(_kind(request.url.path), code)
-        return json_response(exc.to_dict(), code)
+        return json_response(exc.to_dict(), code, headers=error_headers(exc))
+
+    @app.exception_handler(OperationalError)
+    async def store_error(request: Request, exc: OperationalError) -> Response:
+        """A durable write (feedback, a deployment change...) the store could not commit."""
+        error = StoreWriteError(store.display_url, describe_error(exc))
+        log.warning("%s %s: %s", request.method, request.url.path, error)
+        return await prodml_error(request, error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -308,10 +319,10 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         the same refusals, without FastAPI's per-request machinery."""
         try:
             body = await receive_body(scope, receive, max_body_bytes)
-            status = 200
+            status, headers = 200, None
             answer = await predict_answer(name, body, _header(scope, _ROUTING_HEADER_BYTES))
         except ProdmlError as exc:
-            status = status_of(exc)
+            status, headers = status_of(exc), error_headers(exc)
             metrics.refused("predict", status)
             answer = _dumps(exc.to_dict())
         except ClientDisconnect:
@@ -319,7 +330,7 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         except Exception:  # as Starlette's ServerErrorMiddleware: a 500, then re-raised
             await _send(send, 500, b"Internal Server Error", b"text/plain; charset=utf-8")
             raise
-        await _send(send, status, answer, b"application/json")
+        await _send(send, status, answer, b"application/json", headers)
 
     app.fast_predict = fast_predict
 

@@ -98,6 +98,7 @@ class _LiveNumbers:
                     latency.add_metric([name], float(getattr(stats, attr) or 0) / 1000)
                     break
         yield latency
+        yield from _log_faults(stats, self.service.endpoint_names())
         batches = GaugeMetricFamily("prodml_batch_size_mean",
                                     "Mean requests per model call (recent calls).",
                                     labels=["model"])
@@ -110,6 +111,32 @@ class _LiveNumbers:
         for endpoint in self.service.endpoints():
             weight.add_metric([endpoint.name], float(endpoint.revision))
         yield weight
+
+
+def _log_faults(stats: Any, endpoints: list[str]) -> Iterator[Metric]:
+    """The prediction log's losses and failed commits (per endpoint, 0 for every endpoint
+    served), and whether it commits now."""
+    zero = dict.fromkeys(endpoints, 0)
+    dropped = CounterMetricFamily("prodml_log_dropped",
+                                  "Prediction records answered or mirrored but not stored "
+                                  "(failed commit nobody waited on, full queue).",
+                                  labels=["endpoint"])
+    for endpoint, count in sorted({**zero, **getattr(stats, "dropped_by_endpoint", {})}
+                                  .items()):
+        dropped.add_metric([endpoint], float(count))
+    yield dropped
+    failures = CounterMetricFamily("prodml_log_commit_failures",
+                                   "Prediction log commits that failed, by endpoint in them.",
+                                   labels=["endpoint"])
+    for endpoint, count in sorted({**zero, **getattr(stats, "failed_commits_by_endpoint",
+                                                     {})}.items()):
+        failures.add_metric([endpoint], float(count))
+    yield failures
+    up = GaugeMetricFamily("prodml_log_healthy",
+                           "1 while the prediction log commits, 0 from a failed commit until "
+                           "one succeeds (readiness follows it).")
+    up.add_metric([], 0.0 if getattr(stats, "failing", None) else 1.0)
+    yield up
 
 
 class _MonitorValues:

@@ -27,6 +27,21 @@ own in durable mode: they join the next commit someone waits for, or go after
 process) loses at most what was written in that interval plus one commit; ``close()`` (on
 server shutdown and at exit) flushes everything.
 
+A store that cannot commit (disk full, I/O error, database gone) is loud, never silent:
+
+- durable writes raise :class:`~prodml.errors.StoreWriteError` (HTTP 503 + ``Retry-After``);
+- ``healthy`` turns False (the server's readiness routes answer 503) until a commit
+  succeeds again: the next real one, or a probe transaction the writer tries every
+  ``probe_interval`` seconds while it has nothing else to do;
+- every record that was acknowledged but not stored is counted in ``stats.dropped`` (per
+  endpoint in ``stats.dropped_by_endpoint``), every failed commit in ``stats.failed_commits``,
+  and the server log gets a warning when commits start failing and when they succeed again;
+- fast mode's loss is bounded: at most ``max_queue`` records (10,000 by default) wait
+  unacknowledged-by-the-store, beyond that ``write()`` waits for the commit; and while the
+  store is failing, fast writes wait for their commit too (so they fail with a 503 rather
+  than vanish). What a failure can lose in fast mode is what was queued when it began: at
+  most ``max_queue`` records plus the commit in flight (``max_batch``), all counted.
+
 >>> import asyncio
 >>> from prodml.store import get_store
 >>> log = PredictionLog(get_store())
@@ -55,12 +70,13 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from prodml.errors import InvalidInputError, ProdmlError, StoreUnavailableError
+from prodml.errors import InvalidInputError, ProdmlError, StoreUnavailableError, StoreWriteError
 from prodml.serving import log_payload
 from prodml.serving.log_record import (ROW_KEYS, PredictionRecord, new_prediction_id,
                                        prediction_row, scrub)
@@ -89,6 +105,9 @@ class LogStats:
     max_commit_rows: int
     dropped: int  # records not stored: failed commits nobody waited on, full queue
     failed_commits: int
+    failing: str | None = None  # why commits fail now (None: the last commit succeeded)
+    dropped_by_endpoint: dict[str, int] = field(default_factory=dict)
+    failed_commits_by_endpoint: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -102,13 +121,16 @@ class _Flush:
 
 
 _STOP = object()
+_PROBE_ID = "~probe"  # the row a probe transaction inserts and deletes again
+WARN_EVERY_S = 10.0  # while commits keep failing, one summary line this often
 
 
 class PredictionLog:
     """Durable, group-committed logging of predictions (see the module docstring)."""
 
     def __init__(self, store: Store, *, mode: str = "durable", flush_interval: float = 0.1,
-                 max_batch: int = 2048, max_queue: int = 100_000) -> None:
+                 max_batch: int = 2048, max_queue: int = 10_000,
+                 probe_interval: float = 1.0) -> None:
         if mode not in MODES:
             raise InvalidInputError("mode", mode, "must be 'durable' or 'fast'")
         if not flush_interval > 0:
@@ -120,6 +142,7 @@ class PredictionLog:
         self.flush_interval = flush_interval
         self.max_batch = max_batch
         self.max_queue = max_queue
+        self.probe_interval = probe_interval
         self._pii: dict[str, frozenset[str]] = {}
         self._pii_key: bytes | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -132,6 +155,12 @@ class PredictionLog:
         self._last_ms: float | None = None
         self._insert: tuple[str, tuple[str, ...] | None] | None = None
         self._total_ms = 0.0
+        self._failure: str | None = None  # why the latest commit failed; None once one works
+        self._failing_since = 0.0
+        self._failed_since_warned = 0
+        self._warned_at = 0.0
+        self._dropped_by: Counter[str] = Counter()
+        self._failed_by: Counter[str] = Counter()
 
     # ---- configuration and lifecycle -----------------------------------------------------
     def set_pii(self, endpoint: str, columns: Iterable[str]) -> None:
@@ -199,19 +228,33 @@ class PredictionLog:
                             last_commit_ms=self._last_ms,
                             mean_commit_ms=self._total_ms / self._commits if self._commits
                             else None, max_commit_rows=self._max_rows, dropped=self._dropped,
-                            failed_commits=self._failed)
+                            failed_commits=self._failed, failing=self._failure,
+                            dropped_by_endpoint=dict(self._dropped_by),
+                            failed_commits_by_endpoint=dict(self._failed_by))
+
+    @property
+    def healthy(self) -> bool:
+        """False from a commit that failed for the store's sake until one succeeds."""
+        return self._failure is None
+
+    @property
+    def failure(self) -> str | None:
+        """Why commits fail now (e.g. ``"disk I/O error"``), or None."""
+        return self._failure
 
     # ---- writing -------------------------------------------------------------------------
     async def write(self, records: Sequence[PredictionRecord] | PredictionRecord) -> None:
-        """Log ``records``. Durable: return once committed (``StoreUnavailableError`` if the
-        commit failed). Fast: return at once (but wait for the commit when more than
-        ``max_queue`` records are already waiting, so memory stays bounded)."""
+        """Log ``records``. Durable: return once committed (``StoreWriteError`` if the
+        commit failed). Fast: return at once, but wait for the commit when more than
+        ``max_queue`` records are already waiting (memory and loss stay bounded) or while
+        the store is failing (a failure is an error to the caller, not a silent loss)."""
         if isinstance(records, PredictionRecord):
             records = (records,)
         if not records:
             return
         loop = asyncio.get_running_loop()
-        if self.mode == "fast" and self._queued < self.max_queue:
+        if self.mode == "fast" and self._failure is None \
+                and self._queued + len(self._pending.get(loop, ())) < self.max_queue:
             self._put_soon(loop, records, None)
             return
         future = loop.create_future()
@@ -240,8 +283,7 @@ class PredictionLog:
         if not records:
             return
         if self._queued >= self.max_queue or self._closed:
-            with self._lock:
-                self._dropped += len(records)
+            self._count_dropped(records)
             log.warning("prediction log: %s; dropped %d records",
                         "closed" if self._closed else f"queue full ({self._queued} records)",
                         len(records))
@@ -256,8 +298,7 @@ class PredictionLog:
             else:
                 self._put_soon(loop, records, None)
         except StoreUnavailableError:  # closed meanwhile
-            with self._lock:
-                self._dropped += len(records)
+            self._count_dropped(records)
 
     def _put(self, records: Sequence[PredictionRecord], loop: Any, future: Any) -> None:
         if self._thread is None:
@@ -293,7 +334,7 @@ class PredictionLog:
                 self._queued += sum(len(e[0]) for e in entries)
                 self._queue.put(entries)
                 return
-            self._dropped += sum(len(e[0]) for e in entries if e[2] is None)
+        self._count_dropped([r for e in entries if e[2] is None for r in e[0]])
         closed = StoreUnavailableError(self.store.display_url, "the prediction log is closed")
         for _records, _loop, future in entries:
             if future is not None and not future.done():
@@ -318,7 +359,14 @@ class PredictionLog:
         fast = self.mode == "fast"
         get = self._queue.get
         while True:
-            item = get()
+            if self._failure is None:
+                item = get()
+            else:  # failing: try a probe whenever nothing else came for probe_interval
+                try:
+                    item = get(timeout=self.probe_interval)
+                except queue.Empty:
+                    self._probe()
+                    continue
             entries: list[tuple[Any, Any, Any]] = []
             markers: list[_Flush] = []
             rows = 0
@@ -363,7 +411,8 @@ class PredictionLog:
         try:
             self._store_with_retry(records)
         except Exception as exc:  # noqa: BLE001 - reported to the callers
-            if len(entries) == 1:
+            if len(entries) == 1 or isinstance(exc, OperationalError):
+                # (the store itself failed: caller by caller would only fail again, slower)
                 self._resolve(entries, exc)
                 return
             # One caller's bad records (a duplicate id, say) must not fail the others.
@@ -450,6 +499,70 @@ class PredictionLog:
             self._last_ms = elapsed
             self._total_ms += elapsed
             self._max_rows = max(self._max_rows, len(records))
+        if self._failure is not None:
+            self._recovered()
+
+    def _probe(self) -> None:
+        """A write transaction of one row, inserted and deleted again: does the store
+        commit now? (Nothing else may come to find out: readiness keeps traffic away.)"""
+        try:
+            with self.store.write() as conn:
+                conn.execute(t.predictions.insert().values(
+                    id=_PROBE_ID, time=now_ms(), endpoint="", route="probe", status="probe"))
+                conn.execute(t.predictions.delete().where(t.predictions.c.id == _PROBE_ID))
+        except Exception as exc:  # noqa: BLE001 - still failing: stay not-ready
+            with self._lock:
+                self._failure = _reason(exc)
+            return
+        self._recovered()
+
+    def _recovered(self) -> None:
+        with self._lock:
+            if self._failure is None:
+                return
+            self._failure = None
+            failing_s = time.monotonic() - self._failing_since
+            self._failed_since_warned = 0
+        log.warning("prediction log: commits to %s succeed again after %.1f s; %d failed "
+                    "commits and %d dropped records so far", self.store.display_url,
+                    failing_s, self._failed, self._dropped)
+
+    def _count_dropped(self, records: Iterable[PredictionRecord]) -> None:
+        by = Counter(r.endpoint for r in records)
+        if by:
+            with self._lock:
+                self._dropped += by.total()
+                self._dropped_by.update(by)
+
+    def _count_failure(self, entries: list[tuple[Any, Any, Any]], exc: BaseException) -> None:
+        """Count a failed commit, and what it drops; warn (not on every failure: a full
+        disk under load fails hundreds of commits a second)."""
+        records = [r for entry in entries for r in entry[0]]
+        self._count_dropped([r for entry in entries if entry[2] is None for r in entry[0]])
+        store_fault = isinstance(self._error(exc), StoreUnavailableError)
+        reason = _reason(exc)
+        now = time.monotonic()
+        with self._lock:
+            self._failed += 1
+            self._failed_by.update({r.endpoint for r in records})
+            began = store_fault and self._failure is None
+            if store_fault:
+                self._failure = reason
+                if began:
+                    self._failing_since = now
+            self._failed_since_warned += 1
+            warn = began or now - self._warned_at >= WARN_EVERY_S
+            if warn:
+                self._warned_at, failed = now, self._failed_since_warned
+                self._failed_since_warned = 0
+        if began:
+            log.warning("prediction log: cannot commit to %s: %s. Predictions are refused "
+                        "(503, Retry-After) and readiness is false until a commit succeeds",
+                        self.store.display_url, reason)
+        elif warn:
+            log.error("prediction log: %d commits failed in the last %.0f s (latest: %d "
+                      "records, %s); %d records dropped so far", failed, WARN_EVERY_S,
+                      len(records), reason, self._dropped)
 
     def _insert_sql(self, conn: Any) -> tuple[str, tuple[str, ...] | None]:
         """The INSERT of a predictions row in the driver's own terms (and its parameter
@@ -463,15 +576,7 @@ class PredictionLog:
 
     def _resolve(self, entries: list[tuple[Any, Any, Any]], exc: BaseException | None) -> None:
         if exc is not None:
-            with self._lock:
-                self._failed += 1
-            waited = sum(len(e[0]) for e in entries if e[2] is not None)
-            unwaited = sum(len(e[0]) for e in entries) - waited
-            if unwaited:
-                with self._lock:
-                    self._dropped += unwaited
-            log.error("prediction log: commit of %d records failed: %s",
-                      waited + unwaited, _reason(exc))
+            self._count_failure(entries, exc)
         by_loop: dict[Any, list[tuple[asyncio.Future[None], BaseException | None]]] = {}
         for _records, loop, future in entries:
             if future is None:
@@ -493,7 +598,7 @@ class PredictionLog:
         if isinstance(exc, IntegrityError):
             return InvalidInputError("prediction", None,
                                      f"cannot be logged: {describe_error(exc)}")
-        return StoreUnavailableError(self.store.display_url, _reason(exc))
+        return StoreWriteError(self.store.display_url, _reason(exc))
 
 
 def _settle(futures: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:

@@ -285,6 +285,10 @@ class ServingService:
                             model_name=model.name, summary=live.endpoint.describe())
 
     def ready(self, name: str, version: int | None = None) -> bool:
+        """Can ``name`` answer? Not while the prediction log cannot commit: every answer is
+        logged first, so each would be refused (see ``PredictionLog.healthy``)."""
+        if not self.log.healthy:
+            return False
         try:
             live = self._get(name)
             self._model_for(live, version)

@@ -98,13 +98,14 @@ def build_store(home: Path):
 
 
 def start_server(home: Path, port: int, *args: str, env_extra: dict | None = None,
-                 ready_path: str = "/endpoints") -> tuple[subprocess.Popen, dict]:
+                 ready_path: str = "/endpoints", **popen: Any) -> tuple[subprocess.Popen, dict]:
     env = {**os.environ, "PRODML_HOME": str(home), **(env_extra or {})}
     env.pop("PRODML_DATABASE_URL", None)
     env.pop("PRODML_ARTIFACTS", None)
     log = open(home / f"server-{port}.log", "ab")
     process = subprocess.Popen([sys.executable, "-m", "prodml", "serve", "--port", str(port),
-                                *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+                                *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                               **popen)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -44,6 +44,20 @@ def status_for(error: ProdmlError) -> int:
     return 503 if type(error).__name__ == "ModelUnavailableError" else 400
 
 
+def error_headers(error: ProdmlError) -> dict[str, str] | None:
+    """Headers an error's reply carries: ``Retry-After`` when the server's state, not the
+    request, is at fault and trying again later can work (a store that cannot commit).
+
+    >>> from prodml.errors import StoreWriteError
+    >>> error_headers(StoreWriteError("sqlite:///p.db", "disk I/O error"))
+    {'Retry-After': '5'}
+    >>> error_headers(InvalidInputError("age", "x", "must be a number")) is None
+    True
+    """
+    seconds = getattr(error, "retry_after_s", None)
+    return {"Retry-After": str(int(seconds))} if isinstance(seconds, (int, float)) else None
+
+
 def shorten(value: Any, limit: int = 80) -> Any:
     """A value short enough to quote in an error message (bodies can be megabytes).
 

@@ -104,7 +104,7 @@ def protocol_route(kind: str, error_body: Callable[[Exception, int], bytes]) -> 
     from fastapi.routing import APIRoute
     from starlette.responses import Response
 
-    from prodml.serving.protocols import status_for
+    from prodml.serving.protocols import error_headers, status_for
 
     class ProtocolRoute(APIRoute):
         def get_route_handler(self) -> Callable[..., Any]:
@@ -119,7 +119,8 @@ def protocol_route(kind: str, error_body: Callable[[Exception, int], bytes]) -> 
                     if metrics is not None:
                         metrics.refused(kind, status)
                     return Response(error_body(exc, status), status_code=status,
-                                    media_type="application/json")
+                                    media_type="application/json",
+                                    headers=error_headers(exc))
 
             return answer_errors
 
