@@ -1,6 +1,16 @@
-"""Root pytest configuration: every test and doctest gets its own empty prodml home."""
+"""Root pytest configuration: every test and doctest gets its own empty prodml home.
 
-import pytest
+BLAS and OpenMP get one thread each, here before NumPy is imported and inherited by every
+server and worker the tests start: on two cores a pool per process only oversubscribes.
+"""
+
+import os
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+              "NUMEXPR_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import pytest  # noqa: E402
 
 collect_ignore_glob = ["prodml/store/migrations/*", "benchmarks/*", ".venv/*"]
 

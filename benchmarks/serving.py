@@ -9,7 +9,10 @@ demo's loan applications) answers one record per request behind:
 - (c) prodml, ``canary`` at 10 % (a second version; its steps never advance) with a ``shadow``
   mirror at 100 % (a third version);
 - (b') prodml, direct, ``--log-mode fast``: a comparison row, not a target (``--no-fast``
-  leaves it out).
+  leaves it out);
+- (b+auth) prodml as (b) with ``--predict-access token``: every request carries a viewer
+  token that the server checks (``--no-auth`` leaves it out). The target: the token check
+  costs at most 5 % of (b)'s requests per second.
 
 Every server is a uvicorn subprocess with the same ``--workers``, uvloop and httptools, on
 127.0.0.1, started fresh for each measurement. The load generator is wrk (``--latency``,
@@ -93,6 +96,7 @@ async def predict(request: Request) -> Response:
 WRK_SCRIPT = '''\
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+{auth}
 local bodies = {{ {bodies} }}
 local i = 0
 request = function()
@@ -168,6 +172,9 @@ def build(home: Path) -> list[dict]:
     for _ in range(3):  # bench/1, bench/2 (canary), bench/3 (shadow): the same model
         registry.register("bench", model, input_example=X, schema=schema, store=store)
     eps.deploy("direct", "bench/1", store=store, reason="benchmark")
+    from prodml.access import create_token
+    (home / "viewer-token").write_text(create_token("bench", "viewer", created_by="bench",
+                                                    store=store).token)
     store.close()
     joblib.dump(model, home / "model.joblib")
     (home / "peer_app.py").write_text(PEER_APP.format(model_path=str(home / "model.joblib")))
@@ -200,7 +207,8 @@ def start(case: str, home: Path, workers: int, port: int) -> subprocess.Popen:
         command = [sys.executable, "-m", "prodml", "serve", "--host", "127.0.0.1", "--port",
                    str(port), "--workers", str(workers), "--log-mode",
                    "fast" if case == "fast" else "durable",
-                   "--endpoint", "canary" if case == "c" else "direct"]
+                   "--endpoint", "canary" if case == "c" else "direct",
+                   "--predict-access", "token" if case == "auth" else "open"]
         ready = f"http://127.0.0.1:{port}/endpoints"
     with open(home / f"server-{case}-{port}.log", "ab") as log:  # the child keeps its copy
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -253,11 +261,12 @@ def logged_rows(home: Path, endpoint: str) -> int:
 
 
 # ---- load generators -----------------------------------------------------------------------
-def wrk(url: str, bodies: list[bytes], seconds: float, connections: int, folder: Path
-        ) -> Load:
-    script = folder / "post.lua"
+def wrk(url: str, bodies: list[bytes], seconds: float, connections: int, folder: Path,
+        token: str | None = None) -> Load:
+    script = folder / ("post-auth.lua" if token else "post.lua")
     if not script.exists():
-        script.write_text(WRK_SCRIPT.format(bodies=", ".join(
+        auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
+        script.write_text(WRK_SCRIPT.format(auth=auth, bodies=", ".join(
             "[[" + b.decode() + "]]" for b in bodies)))
     threads = min(2, connections)
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d",
@@ -274,7 +283,8 @@ def wrk(url: str, bodies: list[bytes], seconds: float, connections: int, folder:
                 errors[0] + errors[1] + errors[2] + errors[4])
 
 
-def python_client(url: str, bodies: list[bytes], seconds: float, connections: int) -> Load:
+def python_client(url: str, bodies: list[bytes], seconds: float, connections: int,
+                  token: str | None = None) -> Load:
     """A bounded HTTP/1.1 keep-alive client: each connection sends its next request once the
     last one is answered; stops sending at the deadline and waits for what is in flight."""
     try:
@@ -282,14 +292,16 @@ def python_client(url: str, bodies: list[bytes], seconds: float, connections: in
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    return runner(_drive(url, bodies, seconds, connections))
+    return runner(_drive(url, bodies, seconds, connections, token))
 
 
-async def _drive(url: str, bodies: list[bytes], seconds: float, connections: int) -> Load:
+async def _drive(url: str, bodies: list[bytes], seconds: float, connections: int,
+                 token: str | None) -> Load:
     host_port, _, path = url.removeprefix("http://").partition("/")
     host, _, port = host_port.partition(":")
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     requests = [(f"POST /{path} HTTP/1.1\r\nHost: {host_port}\r\nContent-Type: "
-                 f"application/json\r\nContent-Length: {len(b)}\r\n\r\n").encode() + b
+                 f"application/json\r\n{auth}Content-Length: {len(b)}\r\n\r\n").encode() + b
                 for b in bodies]
     latencies: list[float] = []
     failures = {"non_2xx": 0, "errors": 0}
@@ -346,8 +358,9 @@ def measure(case: Case, home: Path, workers: int, bodies: list[bytes], args: arg
     url = (f"http://127.0.0.1:{port}/predict" if case.key == "a" else
            f"http://127.0.0.1:{port}/endpoints/{'canary' if case.key == 'c' else 'direct'}"
            "/predict")
-    drive = ((lambda s: wrk(url, bodies, s, args.connections, home)) if use_wrk else
-             (lambda s: python_client(url, bodies, s, args.connections)))
+    token = (home / "viewer-token").read_text() if case.key == "auth" else None
+    drive = ((lambda s: wrk(url, bodies, s, args.connections, home, token)) if use_wrk else
+             (lambda s: python_client(url, bodies, s, args.connections, token)))
     try:
         drive(args.warmup)
         time.sleep(0.5)
@@ -374,6 +387,8 @@ def main() -> int:
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--no-fast", action="store_true",
                         help="leave out the (b') row, prodml with --log-mode fast")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="leave out the (b+auth) row, prodml with --predict-access token")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
     use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
@@ -389,10 +404,12 @@ def main() -> int:
           f"{args.warmup:g} s warm-up, {args.rounds} rounds; folder {folder}", flush=True)
     records = build(folder)
     bodies = [orjson.dumps(r) for r in records]
-    keys = ["a", "b", "c"] + ([] if args.no_fast else ["fast"])
+    keys = ["a", "b", "c"] + ([] if args.no_fast else ["fast"]) + ([] if args.no_auth
+                                                                   else ["auth"])
     labels = {"a": "(a) FastAPI + sklearn, per request", "b": "(b) prodml direct, durable",
               "c": "(c) prodml canary 10% + shadow 100%",
-              "fast": "(b') prodml direct, fast log (info)"}
+              "fast": "(b') prodml direct, fast log (info)",
+              "auth": "(b+auth) as (b), viewer token checked"}
     cases = {w: {k: Case(k, labels[k]) for k in keys} for w in args.workers}
     try:
         for round_ in range(args.rounds):
@@ -441,6 +458,10 @@ def main() -> int:
         print(f"workers {workers}: (b)/(a) {rb:.2f}x req/s (target >= 1.5x), p99 "
               f"{b.median('p99_ms'):.1f} vs {a.median('p99_ms'):.1f} ms (target no worse): "
               f"{verdict_b};  (c)/(a) {rc:.2f}x req/s (target >= 1.0x): {verdict_c}")
+        if "auth" in by_key:
+            cost = 1 - by_key["auth"].median("rps") / b.median("rps")
+            print(f"workers {workers}: the token check costs {cost:+.1%} of (b)'s req/s "
+                  f"(target <= 5%): {'MET' if cost <= 0.05 else 'MISSED'}")
     return 1 if failed else 0
 
 

@@ -1,14 +1,15 @@
 """Admin routes for pipeline approvals: approve or reject a waiting step, resume the run.
 
 - ``POST /admin/pipelines/{run_id}/steps/{step}/approve`` and ``.../reject`` record the
-  decision (who: the ``X-Prodml-Actor`` header, else ``api``; why: ``{"reason": ...}``) as
+  decision (who: the caller's token name; why: ``{"reason": ...}``) as
   ``prodml pipeline approve`` does, and answer with the steps still undecided;
 - ``POST /admin/pipelines/{run_id}/resume`` checks the run can resume (it waits, and every
   waiting step has a decision), then runs it on in a background thread and answers ``202``
   at once: a whole pipeline never holds the request. The run's record shows its progress.
 
-The routes sit behind the same bearer token as the deployment admin routes. The pipelines
-package is imported when a route is called: the serving layer does not need it otherwise.
+The routes need a ``deployer``, as the deployment admin routes do (the request gate
+checks). The pipelines package is imported when a route is called: the serving layer does
+not need it otherwise.
 """
 
 from __future__ import annotations
