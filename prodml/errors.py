@@ -6,7 +6,41 @@ same errors into 4xx JSON bodies via :meth:`ProdmlError.to_dict`.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
+
+# How much of a value an error quotes: enough to recognise it, never the whole of a client's
+# megabyte body or a structure nested a thousand levels deep (whose plain repr overflows the
+# stack, turning a 400 into a 500).
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel = 4
+_QUOTE.maxstring = _QUOTE.maxother = 200
+_QUOTE.maxlong = 60
+_QUOTE.maxlist = _QUOTE.maxtuple = _QUOTE.maxdict = _QUOTE.maxset = _QUOTE.maxfrozenset = 20
+
+
+def quote(value: Any) -> str:
+    """``repr(value)``, bounded in length and depth: safe for anything a client sent.
+
+    >>> quote([[[[[[1]]]]]]), quote("x" * 3), quote(10 ** 5000)
+    ('[[[[[...]]]]]', "'xxx'", '<an integer of about 5000 digits>')
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"<an integer of about {round(value.bit_length() * 0.30103)} digits>"
+    try:
+        return _QUOTE.repr(value)
+    except Exception:  # noqa: BLE001 - a value whose repr fails is still named
+        return f"<{type(value).__name__}>"
+
+
+def _shown(value: Any) -> str | None:
+    """An error's ``value`` as its JSON form carries it: text as is (up to 200 characters),
+    anything else quoted."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:200] + "..."
+    return quote(value)
 
 
 class ProdmlError(Exception):
@@ -39,7 +73,7 @@ class ProdmlError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": type(self).__name__, "message": self.message, "field": self.field,
-                "value": None if self.value is None else str(self.value), "rule": self.rule}
+                "value": _shown(self.value), "rule": self.rule}
 
 
 def _rebuild(kind: type, message: str, field: Any, value: Any, rule: Any,
@@ -54,7 +88,7 @@ class NotFoundError(ProdmlError):
     """A run, experiment, model, version, alias or artifact does not exist."""
 
     def __init__(self, kind: str, key: Any, hint: str = "") -> None:
-        message = f"{kind} {key!r} not found" + (f": {hint}" if hint else "")
+        message = f"{kind} {quote(key)} not found" + (f": {hint}" if hint else "")
         super().__init__(message, field=kind, value=key, rule="must exist")
 
 
@@ -62,7 +96,7 @@ class InvalidInputError(ProdmlError):
     """A value breaks a rule (wrong type, malformed reference, out of range...)."""
 
     def __init__(self, field: str, value: Any, rule: str) -> None:
-        super().__init__(f"{field}={value!r}: {rule}", field=field, value=value, rule=rule)
+        super().__init__(f"{field}={quote(value)}: {rule}", field=field, value=value, rule=rule)
 
 
 class ParamChangedError(ProdmlError):

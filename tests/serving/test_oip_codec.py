@@ -261,9 +261,12 @@ def test_extra_binary_bytes():
 
 
 def test_binary_body_without_header_length():
-    body, _ = request([tensor("salary", np.array([1.0, 2.0]))])
+    body, headers = request([tensor("salary", np.array([1.0, 2.0]))])
     error = refused(body, {}, FLOAT)
-    assert error.field == "body" and "JSON" in error.rule
+    length = headers["Inference-Header-Content-Length"]
+    assert error.field == "Inference-Header-Content-Length", error
+    assert f"send Inference-Header-Content-Length: {length}" in error.rule
+    assert "UTF-8" not in error.rule and "surrogates" not in error.rule
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "999999"])

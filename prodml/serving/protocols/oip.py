@@ -127,7 +127,12 @@ def decode_infer_request(body: bytes, headers: Mapping[str, str],
                                     f"the body's {len(raw)} bytes")
         request, binary = parse_json(raw[:int(size)], "body"), raw[int(size):]
     else:
-        request, binary = parse_json(raw, "body"), raw[:0]
+        try:
+            request, binary = parse_json(raw, "body"), raw[:0]
+        except InvalidInputError as exc:
+            if str(exc.rule).startswith("must be valid JSON"):
+                _refuse_binary_without_header(raw)
+            raise
     if not isinstance(request, dict):
         raise InvalidInputError("body", type(request).__name__,
                                 "must be a JSON object with 'inputs'")
@@ -143,6 +148,33 @@ def decode_infer_request(body: bytes, headers: Mapping[str, str],
     columns = _columns(tensors, inputs_spec, parameters.get("content_type"))
     return DecodedInfer(columns, request_id, parameters,
                         _requested(request.get("outputs"), outputs), binary_output)
+
+
+def _refuse_binary_without_header(raw: memoryview) -> None:
+    """A JSON header followed by other bytes (binary tensor data) came without the header
+    saying where the JSON ends: say that, not what the JSON parser makes of the bytes.
+
+    >>> body = b'{"inputs": []}' + bytes([0, 0, 192, 255])
+    >>> try:
+    ...     _refuse_binary_without_header(memoryview(body))
+    ... except InvalidInputError as e:
+    ...     print(e.field, "|", e.rule)
+    Inference-Header-Content-Length | is required when binary tensor data follows the JSON header: this body holds 14 bytes of JSON, then 4 more bytes: send Inference-Header-Content-Length: 14
+    """
+    import json
+
+    text = bytes(raw).decode("utf-8", "surrogateescape")
+    try:
+        _, end = json.JSONDecoder().raw_decode(text)
+    except (ValueError, RecursionError):
+        return
+    json_bytes = len(text[:end].encode("utf-8", "surrogateescape"))
+    if json_bytes < len(raw) and text[end:].strip():
+        raise InvalidInputError("Inference-Header-Content-Length", "missing",
+                                "is required when binary tensor data follows the JSON header: "
+                                f"this body holds {json_bytes} bytes of JSON, then "
+                                f"{len(raw) - json_bytes} more bytes: send "
+                                f"Inference-Header-Content-Length: {json_bytes}")
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
