@@ -54,8 +54,8 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 from prodml.errors import InvalidInputError
 from prodml.specs import read_spec
 
-CALLABLE_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-ACTION_NAME = re.compile(r"^[A-Za-z_][\w.-]*$")
+CALLABLE_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
+ACTION_NAME = re.compile(r"^[A-Za-z_][\w.-]*\Z")  # \Z: "$" lets a final newline in
 WINDOW_UNITS_MS = {"seconds": 1000, "minutes": 60_000, "hours": 3_600_000}
 
 

@@ -28,8 +28,8 @@ from prodml.store import tables as t
 
 EXPLICIT = ("artifact", "execution", "endpoint", "run", "dataset", "prediction",
             "pipeline_run", "labeler", "source")
-HEX = re.compile(r"^[0-9a-f]+$")
-MODEL_REF = re.compile(r"^(?:models:/)?[^/@\s]+(?:/\d+|@[^/@\s]+)$")
+HEX = re.compile(r"^[0-9a-f]+\Z")
+MODEL_REF = re.compile(r"^(?:models:/)?[^/@\s]+(?:/[0-9]+|@[^/@\s]+)\Z")
 
 
 class UnknownRefError(NotFoundError):

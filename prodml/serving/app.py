@@ -38,7 +38,9 @@ from prodml.serving import endpoints as eps
 from prodml.serving.gate import AccessError, AccessPolicy, RequestGate, UnauthorizedError
 from prodml.serving.gate import error_body as refusal_body
 from prodml.serving.metrics import CONTENT_TYPE, ServingMetrics
-from prodml.serving.protocols import error_headers
+from prodml.serving.protocols import check_depth, error_headers, shorten
+from prodml.serving.protocols import parse_json as parse_json_lenient
+from prodml.serving.protocols.transport import decompress
 from prodml.serving.service import ModelUnavailableError, ServingService
 from prodml.store import Store, get_store
 from prodml.store.engine import describe_error
@@ -71,7 +73,7 @@ def status_of(error: ProdmlError) -> int:
         return 409
     if isinstance(error, PayloadTooLargeError):
         return 413
-    return getattr(error, "http_status", 400)
+    return getattr(error, "status_code", None) or getattr(error, "http_status", 400)
 
 
 class PayloadTooLargeError(ProdmlError):
@@ -91,7 +93,7 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
         if size > limit:
             raise PayloadTooLargeError(size, limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+    return _decoded(b"".join(chunks), request.headers.get("content-encoding"), limit)
 
 
 async def receive_body(scope: Scope, receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -110,7 +112,14 @@ async def receive_body(scope: Scope, receive: Receive, limit: int = MAX_BODY_BYT
             raise PayloadTooLargeError(size, limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return _decoded(body, _header(scope, b"content-encoding"), limit)
+
+
+def _decoded(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body with its ``Content-Encoding`` (gzip, deflate) undone, never past ``limit``
+    bytes; an encoding the server cannot undo is a 415."""
+    return body if encoding is None else decompress(body, encoding, limit)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -180,11 +189,12 @@ class ServingApp(FastAPI):
 
 
 def parse_json(body: bytes, what: str = "body") -> Any:
+    """Strict JSON (no NaN or Infinity tokens), nested at most ``MAX_JSON_DEPTH`` levels."""
+    check_depth(body, what)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(what, body[:80].decode("utf-8", "replace"),
-                                f"must be valid JSON ({exc})") from None
+        raise InvalidInputError(what, shorten(body), f"must be valid JSON ({exc})") from None
 
 
 def records_to_columns(records: list[Any]) -> dict[str, list[Any]]:
@@ -280,7 +290,8 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
     # ---- plain JSON ---------------------------------------------------------------------
     async def predict_answer(name: str, body: bytes, header_key: str | None) -> bytes:
         """The predict route's work, whichever way the request came in: the JSON answer."""
-        payload = parse_json(body)
+        # NaN / Infinity tokens parse, so that the request's checks name the field they are in
+        payload = parse_json_lenient(body)
         if not isinstance(payload, dict):
             raise InvalidInputError("body", type(payload).__name__,
                                     "must be an object: {\"records\": [...]} or one record")
@@ -388,11 +399,7 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         return json_response(endpoint.to_dict())
 
     async def _admin_change(name: str, request: Request, actor: str, action: str) -> Response:
-        body = await read_body(request, max_body_bytes)
-        reason = None
-        if body.strip():
-            parsed = parse_json(body)
-            reason = parsed.get("reason") if isinstance(parsed, dict) else None
+        reason = await read_reason(request)
         if action == "rollback":
             endpoint = eps.rollback(name, reason=reason, actor=actor, store=store)
         elif action == "switch":
@@ -451,8 +458,7 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         if named is not None and named != resolver:
             raise InvalidInputError("resolver", named, f"must be the caller's own identity "
                                     f"({resolver!r}): the token says who resolves")
-        done = resolve_review(int(item) if item.isdigit() else item, body["label"],
-                              resolver=resolver, store=store)
+        done = resolve_review(item, body["label"], resolver=resolver, store=store)
         return json_response(done.to_dict() if hasattr(done, "to_dict") else done)
 
     # ---- health and metrics -------------------------------------------------------------

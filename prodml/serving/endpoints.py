@@ -382,8 +382,11 @@ def plan(current: d.Node | None, model: str, strategy: str = "direct", *,
     (shadow), as a canary candidate against the current tree, or as the idle colour of a
     blue-green pair. An automation mode wraps the result.
     """
-    if strategy not in STRATEGIES:
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise InvalidInputError("strategy", strategy, f"must be one of {', '.join(STRATEGIES)}")
+    _check_options(percent=percent, steps=steps, step_every_requests=step_every_requests,
+                   step_every_seconds=step_every_seconds, routing_key=routing_key,
+                   guards=guards, mode=mode, threshold=threshold, smoke=smoke)
     wrapper = d.find(current, d.Automation) if current is not None else None
     serving = _unwrap(current)
     new: d.Node = d.Direct(model=model)
@@ -393,7 +396,7 @@ def plan(current: d.Node | None, model: str, strategy: str = "direct", *,
                                 "with --strategy direct first")
     if strategy == "shadow":
         assert serving is not None
-        mirror = d.Mirror(node=new, percent=percent)
+        mirror = _validated(lambda: d.Mirror(node=new, percent=percent))
         if isinstance(serving, d.Shadow):
             new = serving.model_copy(update={"mirrors": (*serving.mirrors, mirror)})
         else:
@@ -423,6 +426,45 @@ def plan(current: d.Node | None, model: str, strategy: str = "direct", *,
             wrapper.threshold if wrapper is not None else 0.8)
         new = _validated(lambda: d.Automation(node=new, mode=mode, threshold=threshold))
     return new
+
+
+def _check_options(**options: Any) -> None:
+    """Refuse an option of the wrong JSON type (the HTTP API hands them over as sent), naming
+    it, before the tree is built: ``steps: "abc"`` is a 400, not a failed ``float()``."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name in ("percent", "step_every_seconds", "threshold"):
+            ok = _is_number(value)
+        elif name == "step_every_requests":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif name == "steps":
+            ok = isinstance(value, (list, tuple)) and all(_is_number(v) for v in value)
+        elif name in ("routing_key", "mode"):
+            ok = isinstance(value, str)
+        elif name == "guards":
+            ok = isinstance(value, dict)
+        else:  # smoke
+            ok = isinstance(value, (list, tuple)) and all(isinstance(v, dict) for v in value)
+        if not ok:
+            raise InvalidInputError(name, value, _OPTION_TYPES[name])
+    mode = options.get("mode")
+    if mode is not None and mode not in d.AUTOMATION_MODES:
+        raise InvalidInputError("mode", mode, "must be one of " + ", ".join(d.AUTOMATION_MODES))
+
+
+_OPTION_TYPES = {
+    "percent": "must be a number (a percentage)", "threshold": "must be a number in [0, 1]",
+    "step_every_seconds": "must be a number of seconds",
+    "step_every_requests": "must be a whole number of requests",
+    "steps": "must be a list of rising percentages, e.g. [5, 25, 50, 100]",
+    "routing_key": "must be the name of an input field", "mode": "must be text",
+    "guards": "must be a mapping of guard to bound, e.g. {\"max_error_rate\": 0.02}",
+    "smoke": "must be a list of records (objects of field values)"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _validated(build: Callable[[], Any], prefix: str | None = None) -> Any:
@@ -460,6 +502,10 @@ def deploy(name: str, model: str | d.Node | dict[str, Any], strategy: str = "dir
     from prodml.serving.fallback import compile_rule
 
     store = store or get_store()
+    if reason is not None and not isinstance(reason, str):
+        raise InvalidInputError("reason", reason, "must be text")
+    if fallback is not None and not isinstance(fallback, str):
+        raise InvalidInputError("fallback", fallback, "must be a rule written as text")
     if fallback is not None:
         compile_rule(fallback)  # refuse a broken rule before anything is written
     _check_override(override_reason)
@@ -527,7 +573,7 @@ def deploy(name: str, model: str | d.Node | dict[str, Any], strategy: str = "dir
 def _check_name(name: str) -> None:
     from prodml.tracking.registry import NAME_RULE
 
-    if not isinstance(name, str) or not NAME_RULE.match(name):
+    if not isinstance(name, str) or not NAME_RULE.fullmatch(name):
         raise InvalidInputError("endpoint", name, "must start with a letter or digit and hold "
                                 "only letters, digits, '_', '-' and '.' (255 at most)")
 

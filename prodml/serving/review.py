@@ -44,6 +44,7 @@ from prodml.store import tables as t
 
 STATUSES = ("open", "resolved")
 _PREDICTION_ID = re.compile(r"[0-9a-f]{32}")
+_REVIEW_ID = re.compile(r"[0-9]{1,30}")  # ASCII digits only: "²".isdigit() is true
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,13 @@ def resolve_review(review_id_or_prediction_id: int | str, label: Any, resolver: 
     if not isinstance(resolver, str) or not 0 < len(resolver) <= 255:
         raise InvalidInputError("resolver", resolver, "must be a name (1 to 255 characters)")
     r = t.review_items
-    if isinstance(key, int) and not isinstance(key, bool):
-        which = r.c.id == key
-    elif isinstance(key, str) and _PREDICTION_ID.fullmatch(key):
+    number = int(key) if isinstance(key, str) and _REVIEW_ID.fullmatch(key) else key
+    if isinstance(key, str) and _PREDICTION_ID.fullmatch(key):
         which = r.c.prediction_id == key
-    elif isinstance(key, str) and key.isdigit():
-        which = r.c.id == int(key)
+    elif isinstance(number, int) and not isinstance(number, bool):
+        if not 0 < number < 2 ** 63:  # no such row: ids are positive 64-bit integers
+            raise NotFoundError("review item", key)
+        which = r.c.id == number
     else:
         raise InvalidInputError("review", key, "must be a review id (a number) or a "
                                                "prediction id (32 hex characters)")

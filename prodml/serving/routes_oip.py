@@ -53,7 +53,8 @@ def _json(value: Any, status: int = 200) -> Response:
 def _version(version: str | None) -> int | None:
     if version is None:
         return None
-    if not version.isascii() or not version.isdigit() or int(version) < 1:
+    if not version.isascii() or not version.isdigit() or len(version) > 18 \
+            or int(version) < 1:  # 18 digits: every 64-bit version, and no costly int()
         raise InvalidInputError("version", version, "must be a model version number (1, 2...)")
     return int(version)
 

@@ -44,7 +44,7 @@ __all__ = ["AgreementReport", "Annotations", "AugmentationCheck", "Consensus", "
            "for_model", "human_level", "import_annotations", "issues", "load", "provenance",
            "record_provenance"]
 
-DIGEST = re.compile(r"^[0-9a-f]{64}$")
+DIGEST = re.compile(r"^[0-9a-f]{64}\Z")
 CHUNK = 10_000
 
 

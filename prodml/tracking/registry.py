@@ -32,8 +32,11 @@ from prodml.tracking import flavors
 from prodml.tracking.records import DatasetRecord, dataset_record
 from prodml.tracking.signature import Signature, as_signature, from_model_and_schema
 
-NAME_RULE = re.compile(r"^[A-Za-z0-9][\w\-.]{0,254}$")
-REF_RULE = re.compile(r"^(?:models:/)?(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/@]+))$")
+# Whole-string rules: ``\Z``, not ``$``, which also matches before a final newline and made
+# "loan\n" a second, distinct model name.
+NAME_RULE = re.compile(r"^[A-Za-z0-9][\w\-.]{0,254}\Z")
+REF_RULE = re.compile(r"^(?:models:/)?(?P<name>[^/@]+)(?:/(?P<version>[0-9]+)|@(?P<alias>[^/@]+))\Z")
+MAX_VERSION_DIGITS = 18  # every version a 64-bit column holds
 RESERVED_ALIASES = {"latest"}
 
 
@@ -78,7 +81,7 @@ class ModelVersion:
 
 
 def _check_name(kind: str, value: Any) -> str:
-    if not isinstance(value, str) or not NAME_RULE.match(value):
+    if not isinstance(value, str) or not NAME_RULE.fullmatch(value):
         raise InvalidInputError(kind, value, "must start with a letter or digit and hold only "
                                 "letters, digits, '_', '-' and '.' (at most 255)")
     return value
@@ -90,11 +93,14 @@ def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
     >>> parse_ref("loan/3"), parse_ref("models:/loan@champion")
     (('loan', 3, None), ('loan', None, 'champion'))
     """
-    match = REF_RULE.match(ref.strip()) if isinstance(ref, str) else None
+    match = REF_RULE.fullmatch(ref.strip()) if isinstance(ref, str) else None
     if match is None:
         raise InvalidInputError("model reference", ref, "must be NAME/VERSION or NAME@ALIAS, "
                                 "e.g. loan/3 or loan@champion")
     version = match["version"]
+    if version is not None and len(version.lstrip("0")) > MAX_VERSION_DIGITS:
+        raise NotFoundError("model version", f"{match['name']}/{version[:20]}...",
+                            "no version number has that many digits")
     return match["name"], int(version) if version else None, match["alias"]
 
 

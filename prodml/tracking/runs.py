@@ -42,7 +42,7 @@ from prodml.tracking.records import (ArtifactRecord, DatasetRecord, RunRecord, R
 from prodml.tracking.resources import ResourceMeter
 from prodml.tracking.search import compile_query, order_terms
 
-KEY_RULE = re.compile(r"^[\w\-. /:]{1,255}$")
+KEY_RULE = re.compile(r"^[\w\-. /:]{1,255}\Z")  # \Z: "$" lets a final newline in
 MAX_PARAM_LENGTH = 6000
 
 

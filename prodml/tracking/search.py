@@ -51,6 +51,9 @@ ATTRIBUTES: dict[str, Any] = {
                    .where(t.experiments.c.id == t.runs.c.experiment_id).scalar_subquery()),
 }
 COMPARISONS = {"=", "==", "!=", "<>", "<", "<=", ">", ">="}
+#: How deep "not" and parentheses may nest. The parser and the compiler recurse once a level;
+#: no real query comes near this, and a crafted one is refused before the stack runs out.
+MAX_QUERY_DEPTH = 32
 TEXT_MATCH = {"like", "ilike", "not like", "not ilike"}
 
 _TOKEN = re.compile(r"""
@@ -119,6 +122,7 @@ class _Parser:
         self.query = query
         self.tokens = tokenize(query)
         self.i = 0
+        self.depth = 0
 
     def fail(self, problem: str, token: Token | None = None) -> QuerySyntaxError:
         pos = token.pos if token else len(self.query)
@@ -170,16 +174,21 @@ class _Parser:
         return parts[0] if len(parts) == 1 else BoolOp("and", tuple(parts))
 
     def not_expr(self) -> Any:
-        if self.at_word("not"):
-            self.take()
-            return BoolOp("not", (self.not_expr(),))
         token = self.peek()
-        if token is not None and token.text == "(":
-            self.take()
-            inner = self.or_expr()
+        if token is None or not (self.at_word("not") or token.text == "("):
+            return self.comparison()
+        self.depth += 1
+        if self.depth > MAX_QUERY_DEPTH:
+            raise self.fail(f"'not' and parentheses nest more than {MAX_QUERY_DEPTH} levels "
+                            "deep", token)
+        self.take()
+        if token.text == "(":
+            tree = self.or_expr()
             self.expect(")", "')' to close the '(' at position " + str(token.pos))
-            return inner
-        return self.comparison()
+        else:
+            tree = BoolOp("not", (self.not_expr(),))
+        self.depth -= 1
+        return tree
 
     def field(self) -> Field:
         token = self.take()

@@ -267,7 +267,8 @@ def runs_page(request: Request, q: str = "", experiment: str | None = None) -> H
     except ProdmlError as exc:
         found, error = [], str(exc)
     keys = sorted({k for r in found for k in r.metrics})[:6]
-    return render(request, "runs.html", title="Runs", runs=found, metric_keys=keys, q=q,
+    return render(request, "runs.html", 400 if error else 200, title="Runs", runs=found,
+                  metric_keys=keys, q=q,
                   experiment=experiment or "", experiments=runs.experiments(store=store),
                   error=error)
 

@@ -218,3 +218,41 @@ def test_deploy_errors_name_what_is_wrong(models):
         eps.rollback("x", store=store)
     with pytest.raises(InvalidInputError, match="no running canary"):
         eps.promote("x", store=store)
+
+
+def test_a_trailing_newline_makes_no_new_endpoint(models):
+    store = models
+    eps.deploy("loan", "m/1", store=store)
+    with pytest.raises(InvalidInputError, match="endpoint='loan\\\\n'"):
+        eps.deploy("loan\n", "m/1", store=store)
+    assert [e.name for e in eps.list_endpoints(store=store)] == ["loan"]
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"strategy": "canary", "steps": "abc"}, "steps"),
+    ({"strategy": "canary", "steps": [{}]}, "steps"),
+    ({"strategy": "canary", "steps": [5, True]}, "steps"),
+    ({"strategy": "shadow", "percent": "x"}, "percent"),
+    ({"strategy": "shadow", "percent": {}}, "percent"),
+    ({"strategy": "shadow", "percent": 0}, "percent"),  # a number, out of range
+    ({"strategy": "canary", "percent": "x"}, "percent"),  # refused even where unused
+    ({"mode": {}}, "mode"),
+    ({"mode": "sometimes"}, "mode"),
+    ({"threshold": "x"}, "threshold"),
+    ({"strategy": "canary", "guards": []}, "guards"),
+    ({"strategy": "canary", "step_every_requests": 1.5}, "step_every_requests"),
+    ({"strategy": "blue-green", "smoke": [1]}, "smoke"),
+    ({"reason": ["a"]}, "reason"),
+    ({"reason": {"a": 1}}, "reason"),
+    ({"fallback": []}, "fallback"),
+    ({"fallback": {}}, "fallback"),
+])
+def test_deploy_options_of_the_wrong_type_name_the_field(models, options, field):
+    store = models
+    before = eps.deploy("typed", "m/1", store=store)
+    options = dict(options)
+    strategy = options.pop("strategy", "direct")
+    with pytest.raises(InvalidInputError) as caught:
+        eps.deploy("typed", "m/2", strategy, store=store, **options)
+    assert caught.value.field == field
+    assert eps.get_endpoint("typed", store=store).revision == before.revision

@@ -156,3 +156,16 @@ def test_cli_review_list_and_resolve(tmp_path):
     assert again.returncode == 1 and again.stderr.count("\n") == 1
     assert "already resolved by 'cli-user'" in again.stderr
     assert "no open review items" in prodml(["review", "list"], home).stdout
+
+
+@pytest.mark.parametrize("key, error", [
+    ("²", InvalidInputError),  # "²".isdigit() is true, int("²") fails
+    ("1" * 5000, InvalidInputError),  # past Python's int() digit limit
+    ("1" * 30, NotFoundError),  # a number, but past any 64-bit id
+    (10 ** 30, NotFoundError),
+    (0, NotFoundError),
+    ("-1", InvalidInputError),
+])
+def test_review_ids_out_of_range_are_refused_not_crashed(store, key, error):
+    with pytest.raises(error):
+        resolve_review(key, "approve", resolver="ana", store=store)

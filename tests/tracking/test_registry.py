@@ -73,6 +73,25 @@ def test_clear_errors_for_unknown_references(store, data):
         pm.models.register("bad name!", LogisticRegression())
 
 
+def test_names_with_a_trailing_newline_are_refused(store, data):
+    """``$`` with ``re.match`` let "loan\\n" in as a second, distinct model."""
+    X, y = data
+    model = LogisticRegression().fit(X, y)
+    pm.models.register("loan", model)
+    with pytest.raises(pm.InvalidInputError, match="model name='loan\\\\n'"):
+        pm.models.register("loan\n", model)
+    with pytest.raises(pm.InvalidInputError, match="alias"):
+        pm.models.set_alias("loan", "champion\n", 1)
+    with pytest.raises(pm.InvalidInputError, match="experiment name"):
+        with pm.start_run(experiment="e\n"):
+            pass
+    with pytest.raises(pm.InvalidInputError, match="model reference"):
+        pm.models.get("loan/１")  # a full-width digit is not a version number
+    with pytest.raises(pm.NotFoundError, match="model version"):
+        pm.models.get("loan/" + "1" * 30)
+    assert [m.name for m in pm.models.list_models()] == ["loan"]
+
+
 def test_tags_and_search_by_tag(store, data):
     X, y = data
     a = pm.models.register("loan", LogisticRegression().fit(X, y), tags={"stage": "staging"})

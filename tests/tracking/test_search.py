@@ -101,6 +101,21 @@ def test_malformed_queries_point_at_the_bad_token(store, query, position, proble
     assert caret_line.index("^") - 2 == position
 
 
+@pytest.mark.parametrize("query", [
+    "(" * 400 + "metrics.f1 > 1" + ")" * 400,
+    "(" * 400,
+    "not " * 1200 + "metrics.f1 > 1",
+])
+def test_nesting_is_bounded_with_a_clear_error(store, query):
+    from prodml.tracking.search import MAX_QUERY_DEPTH
+
+    with pytest.raises(pm.QuerySyntaxError) as caught:
+        pm.runs.search(query)
+    assert f"more than {MAX_QUERY_DEPTH} levels deep" in caught.value.problem
+    nested = "(" * MAX_QUERY_DEPTH + "metrics.f1 > 1" + ")" * MAX_QUERY_DEPTH
+    assert pm.runs.search(nested) == []  # as deep as allowed still parses
+
+
 # -- property: SQL agrees with a Python evaluation of random queries -----------------------
 
 FIELDS = [("metrics", "f1"), ("metrics", "auc"), ("params", "model"), ("params", "depth"),
