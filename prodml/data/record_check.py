@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import sys
 from typing import Any, Callable
 
 import numpy as np
@@ -38,6 +39,9 @@ class RecordChecker:
     >>> check = RecordChecker(Schema(columns={"score": {"type": "float", "max_value": 1.0}}))
     >>> check({"score": 0.5}), [a.message for a in check({"score": 1.5})]
     ([], ["Field 'score' is 1.5, outside [-inf, 1.0]."])
+    >>> [a.kind for a in RecordChecker(Schema(columns={"x": {"type": "float"}}))(
+    ...     {"x": float("inf")})]
+    ['inf_not_allowed']
     """
 
     def __init__(self, schema: Schema) -> None:
@@ -113,6 +117,10 @@ def _compile(name: str, rules: ColumnSchema) -> Check | None:
         return check
     if kind == "float":
         allow_nan, allow_inf = rules.allow_nan, rules.allow_inf
+        # Open ends as the largest finite floats: an infinite value must fall through to the
+        # allow_inf test below, not pass "-inf <= inf <= inf".
+        lo = -sys.float_info.max if low is None else lo
+        hi = sys.float_info.max if high is None else hi
 
         def check(value: Any) -> Anomaly | None:
             if type(value) is not float and (type(value) is bool

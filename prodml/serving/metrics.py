@@ -1,7 +1,8 @@
 """``GET /metrics``: the server's numbers in Prometheus' text format.
 
-Requests, errors and latency per endpoint, version and route; micro-batch sizes; the
-prediction log's queue depth and commit latency; process memory and CPU. Each server has
+Requests, errors and latency per endpoint, version and route; requests refused as the
+client's mistake (4xx) apart from those the server or its model failed (5xx); micro-batch
+sizes; the prediction log's queue depth and commit latency; process memory and CPU. Each server has
 its own registry (several apps in one process, as in the tests, never mix numbers). With
 ``--workers N`` each worker answers with its own numbers unless ``PROMETHEUS_MULTIPROC_DIR``
 is set, in which case prometheus-client aggregates the workers' files.
@@ -43,8 +44,13 @@ class ServingMetrics:
                                  "Time from routing to logged answer.",
                                  ["endpoint", "version", "route"], buckets=LATENCY_BUCKETS,
                                  registry=own)
-        self.http_errors = Counter("prodml_http_errors", "Requests refused, by status code.",
-                                   ["path_kind", "code"], registry=own)
+        # A client's mistake (4xx) is never the model's or the server's failure: two series.
+        self.client_errors = Counter("prodml_requests_refused",
+                                     "Requests refused as the client's mistake (4xx), by code.",
+                                     ["path_kind", "code"], registry=own)
+        self.server_errors = Counter("prodml_server_errors",
+                                     "Requests the server or its model failed (5xx), by code.",
+                                     ["path_kind", "code"], registry=own)
         self._children: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
         if own is not None:
             self.registry.register(_LiveNumbers(service))
@@ -65,7 +71,9 @@ class ServingMetrics:
         children[2].observe(seconds)
 
     def refused(self, path_kind: str, code: int) -> None:
-        self.http_errors.labels(path_kind, str(code)).inc()
+        """Count a request answered with an error status: 4xx and 5xx apart."""
+        counter = self.server_errors if code >= 500 else self.client_errors
+        counter.labels(path_kind, str(code)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
