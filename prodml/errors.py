@@ -34,13 +34,17 @@ def quote(value: Any) -> str:
 
 
 def _shown(value: Any) -> str | None:
-    """An error's ``value`` as its JSON form carries it: text as is (up to 200 characters),
-    anything else quoted."""
+    """An error's ``value`` as its JSON form carries it: ``str(value)`` up to 200 characters;
+    containers (whose ``str`` walks every element) quoted."""
     if value is None:
         return None
-    if isinstance(value, str):
-        return value if len(value) <= 200 else value[:200] + "..."
-    return quote(value)
+    if isinstance(value, (list, tuple, dict, set, frozenset, bytes, bytearray, int)):
+        return quote(value)
+    try:
+        text = str(value)
+    except Exception:  # noqa: BLE001 - a value whose str fails is still named
+        return quote(value)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 class ProdmlError(Exception):
