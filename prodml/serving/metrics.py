@@ -45,7 +45,7 @@ class ServingMetrics:
                                  ["endpoint", "version", "route"], buckets=LATENCY_BUCKETS,
                                  registry=own)
         # A client's mistake (4xx) is never the model's or the server's failure: two series.
-        self.client_errors = Counter("prodml_requests_refused",
+        self.client_errors = Counter("prodml_http_errors",
                                      "Requests refused as the client's mistake (4xx), by code.",
                                      ["path_kind", "code"], registry=own)
         self.server_errors = Counter("prodml_server_errors",

@@ -176,7 +176,7 @@ def test_non_finite_numbers_never_count_against_the_model_or_move_a_canary(serve
         'status="error"' in line for line in metrics.splitlines()
         if line.startswith("prodml_requests_total") and 'endpoint="bare"' in line)
     # client refusals and server failures are separate series
-    assert 'prodml_requests_refused_total{code="400",path_kind="predict"}' in metrics
+    assert 'prodml_http_errors_total{code="400",path_kind="predict"}' in metrics
     assert "# TYPE prodml_server_errors_total counter" in metrics
     eps.deploy("bare", "bare/1", store=served.store, reason="back to one version")
 
