@@ -315,6 +315,14 @@ def _prediction_up(conn: Connection, ids: list[str]) -> list[Edge]:
                           f"prediction:{r.id}", "answered", {"route": r.route}))
         edges.append((f"endpoint:{r.endpoint}", f"prediction:{r.id}", "routed",
                       deployed.get((r.endpoint, r.revision), {"revision": r.revision})))
+    # who labelled it: the identity recorded with each label (a token's name, the OS user of
+    # an import); labels from before identities were recorded name their channel only
+    f = t.feedback
+    for pid, actor, source, time in conn.execute(
+            select(f.c.prediction_id, f.c.actor, f.c.source, f.c.time)
+            .where(f.c.prediction_id.in_(ids), f.c.kind == "label", f.c.actor.is_not(None))):
+        edges.append((f"labeler:{actor}", f"prediction:{pid}", "labeled",
+                      {"source": source, "time": time}))
     return edges
 
 

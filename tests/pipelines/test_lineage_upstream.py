@@ -99,6 +99,20 @@ def test_prediction_reaches_the_exact_training_dataset_version_and_its_labelers(
     assert json.loads(json.dumps(graph.to_dict()))["direction"] == "up"
 
 
+def test_prediction_reaches_the_person_who_labelled_it(served, store):
+    from prodml.serving.feedback import record_feedback
+
+    pid = served["first"][1]
+    record_feedback([{"prediction_id": pid, "label": 1}], source="api", actor="lena",
+                    store=store)
+    record_feedback([{"prediction_id": pid, "event": "clicked"}], source="api",
+                    actor="eve", store=store)  # an outcome event is no label
+    graph = pm.lineage(pid, direction="up")
+    labeled = [(e.source, e.properties["source"]) for e in graph.edges
+               if e.relation == "labeled" and e.target == f"prediction:{pid}"]
+    assert labeled == [("labeler:lena", "api")]
+
+
 def test_depth_bounds_the_hops(served):
     ref = served["first"][0]
     assert {n.kind for n in pm.lineage(ref, "up", depth=0).nodes.values()} == {"prediction"}
