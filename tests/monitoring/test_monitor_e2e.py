@@ -27,7 +27,7 @@ from prodml.store import open_store
 from prodml.tracking import registry
 from tests.monitoring.streams import FEATURES, agrawal, sudden_with_covariate_shift
 from tests.monitoring.test_alerts_store import Receiver
-from tests.serving.conftest import free_port, start_server, stop_server
+from tests.serving.conftest import admin_headers, free_port, start_server, stop_server
 
 WINDOW, SHIFT, CHANGE, ROWS = 2_000, 4_000, 10_000, 12_000
 SHIFTED = {"loan", "commission"}
@@ -59,7 +59,8 @@ def test_monitoring_a_live_endpoint(tmp_path):
         process, _ = start_server(tmp_path, port, env_extra={"PRODML_MONITOR_EVERY": "1s"})
         try:
             runs = []
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                              headers=admin_headers(tmp_path)) as client:
                 for start in range(0, ROWS, WINDOW):
                     part = rows.slice(start, WINDOW)
                     answers = []
