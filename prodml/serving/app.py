@@ -160,7 +160,7 @@ class ServingApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.gate is not None:
             try:
-                identity = self.gate.check({**scope, "path": get_route_path(scope)})
+                identity = self.gate.check(scope, get_route_path(scope))
             except AccessError as exc:
                 await self._refuse(scope, send, exc)
                 return

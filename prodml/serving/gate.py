@@ -171,10 +171,12 @@ class RequestGate:
         self.verifier = verifier
         self.policy = policy
 
-    def check(self, scope: dict[str, Any]) -> Identity | None:
+    def check(self, scope: dict[str, Any], path: str | None = None) -> Identity | None:
         """The caller's identity (None: anonymous, where the route allows it); raises an
-        :class:`AccessError` for a request to refuse."""
-        method, path = scope.get("method", "GET"), scope.get("path", "/")
+        :class:`AccessError` for a request to refuse. ``path``: the route's path (without
+        the root path) when it differs from ``scope["path"]``."""
+        method = scope.get("method", "GET")
+        path = scope.get("path", "/") if path is None else path
         headers = _headers(scope)
         host = headers.get(b"host")
         if host is not None and not host_allowed(host, self.policy):
