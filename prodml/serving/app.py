@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import re
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
@@ -35,7 +35,9 @@ from prodml.access import Identity, Role, TokenVerifier
 from prodml.config import Settings
 from prodml.errors import InvalidInputError, NotFoundError, ProdmlError, StoreWriteError
 from prodml.serving import endpoints as eps
-from prodml.serving.gate import AccessError, AccessPolicy, RequestGate, UnauthorizedError
+from prodml.serving import openapi as api
+from prodml.serving.gate import AccessError, AccessPolicy, RequestGate, UnauthorizedError, \
+    required_role
 from prodml.serving.gate import error_body as refusal_body
 from prodml.serving.metrics import CONTENT_TYPE, ServingMetrics
 from prodml.serving.protocols import check_depth, error_headers, shorten
@@ -272,11 +274,11 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         field = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
-        metrics.refused(_kind(request.url.path), 422)
+        metrics.refused(_kind(request.url.path), 400)  # bad input, as everywhere else
         return json_response({"error": "InvalidInputError", "message": f"{field}: "
                               f"{first.get('msg', 'invalid')}", "field": field,
                               "value": str(first.get("input"))[:200],
-                              "rule": first.get("msg")}, 422)
+                              "rule": first.get("msg")}, 400)
 
     def admin(request: Request) -> str:
         """Who makes an admin change: the gate has checked the token and its role already;
@@ -317,7 +319,8 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
                 "revision": scored.revision, "mode": scored.mode}
         return _dumps({**head, **rows[0]} if single else {**head, "predictions": rows})
 
-    @app.post("/endpoints/{name}/predict", tags=["predict"], openapi_extra=_PREDICT_BODY)
+    @app.post("/endpoints/{name}/predict", tags=["predict"], openapi_extra=_PREDICT_BODY,
+              responses=api.answers(_PREDICTED, 404, changes=True))
     async def predict(name: str, request: Request) -> Response:
         """Predict one record (``{"record": {...}}`` or the record itself) or many
         (``{"records": [...]}``); the answer names the version, the route and an id per row."""
@@ -345,7 +348,8 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
 
     app.fast_predict = fast_predict
 
-    @app.post("/feedback", tags=["feedback"], openapi_extra=_FEEDBACK_BODY)
+    @app.post("/feedback", tags=["feedback"], openapi_extra=_FEEDBACK_BODY,
+              responses=api.answers(api.FeedbackRecorded, 404, changes=True))
     async def feedback(request: Request) -> Response:
         """Labels (``{"prediction_id", "label"}``) or outcome events (``{"prediction_id",
         "event", "value"}``) for earlier predictions: one object or a list."""
@@ -360,20 +364,22 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         return json_response({"recorded": count})
 
     # ---- endpoints and deployments ------------------------------------------------------
-    @app.get("/endpoints", tags=["deployments"])
+    @app.get("/endpoints", tags=["deployments"], responses=api.answers(api.list_of(api.Endpoint)))
     async def list_endpoints() -> Response:
         return json_response([e.to_dict() for e in eps.list_endpoints(store=store)])
 
-    @app.get("/endpoints/{name}", tags=["deployments"])
+    @app.get("/endpoints/{name}", tags=["deployments"], responses=api.answers(api.Endpoint, 404))
     async def get_endpoint(name: str) -> Response:
         return json_response(eps.get_endpoint(name, store=store).to_dict())
 
-    @app.get("/endpoints/{name}/history", tags=["deployments"])
+    @app.get("/endpoints/{name}/history", tags=["deployments"],
+             responses=api.answers(api.list_of(api.DeploymentEvent), 404))
     async def endpoint_history(name: str, limit: int = Query(100, ge=1, le=10_000)
                                ) -> Response:
         return json_response([e.to_dict() for e in eps.history(name, limit=limit, store=store)])
 
-    @app.post("/endpoints/{name}/deploy", tags=["admin"], openapi_extra=_DEPLOY_BODY)
+    @app.post("/endpoints/{name}/deploy", tags=["admin"], openapi_extra=_DEPLOY_BODY,
+              responses=api.answers(api.Endpoint, 404, 409, changes=True))
     async def deploy(name: str, request: Request, actor: str = Depends(admin)) -> Response:
         """Deploy ``model`` with a ``strategy`` (direct, shadow, canary, blue-green), or a
         whole deployment tree as ``spec``."""
@@ -420,8 +426,8 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
             handler.__name__ = f"{action}_endpoint"
             handler.__doc__ = f"{action.capitalize()} the endpoint's deployment (admin)."
             return handler
-        app.post(f"/endpoints/{{name}}/{action}", tags=["admin"],
-                 openapi_extra=_REASON_BODY)(route())
+        app.post(f"/endpoints/{{name}}/{action}", tags=["admin"], openapi_extra=_REASON_BODY,
+                 responses=api.answers(api.Endpoint, 404, 409, changes=True))(route())
 
     async def read_reason(request: Request) -> str | None:
         body = await read_body(request, max_body_bytes)
@@ -437,16 +443,17 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
                            respond=json_response)
 
     # ---- review queue -------------------------------------------------------------------
-    @app.get("/reviews", tags=["review"])
+    @app.get("/reviews", tags=["review"], responses=api.answers(api.list_of(api.ReviewItem)))
     async def reviews(endpoint: str | None = None,
-                      status: str = "open",
+                      status: Literal["open", "resolved", "all"] = "open",
                       limit: int = Query(100, ge=1, le=10_000)) -> Response:
         from prodml.serving.review import list_reviews
 
         items = list_reviews(endpoint=endpoint, status=status, limit=limit, store=store)
         return json_response([i.to_dict() if hasattr(i, "to_dict") else i for i in items])
 
-    @app.post("/reviews/{item}/resolve", tags=["review"], openapi_extra=_RESOLVE_BODY)
+    @app.post("/reviews/{item}/resolve", tags=["review"], openapi_extra=_RESOLVE_BODY,
+              responses=api.answers(api.ReviewItem, 404, changes=True))
     async def resolve(item: str, request: Request) -> Response:
         from prodml.serving.review import resolve_review
 
@@ -462,12 +469,15 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         return json_response(done.to_dict() if hasattr(done, "to_dict") else done)
 
     # ---- health and metrics -------------------------------------------------------------
-    @app.get("/metrics", tags=["health"])
+    @app.get("/metrics", tags=["health"], response_class=PrometheusText,
+             responses=api.answers(api.text("Prometheus' text format", api.PROMETHEUS),
+                                   store=False))
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     _include_protocols(app)
     _include_dashboard(app)
+    api.install(app, open_paths=lambda method, path: required_role(method, path, access) is None)
     return app
 
 
@@ -526,12 +536,18 @@ def _kind(path: str) -> str:
     return "other"
 
 
+class PrometheusText(Response):
+    media_type = CONTENT_TYPE
+
+
 def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
     return {"requestBody": {"required": required,
                             "content": {"application/json": {"schema": schema}}}}
 
 
 _RECORD = {"type": "object", "additionalProperties": True}
+_PREDICTED = api.body({"anyOf": [api.ref(api.Prediction), api.ref(api.Predictions)]},
+                      description="One record's answer, or one row per record")
 _PREDICT_BODY = _body({"oneOf": [
     {"type": "object", "properties": {"records": {"type": "array", "items": _RECORD},
                                       "routing_key": {"type": "string"}},

@@ -24,6 +24,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 
 from prodml.errors import InvalidInputError, ProdmlError
+from prodml.serving import openapi as api
 from prodml.store import Store
 
 log = logging.getLogger("prodml.serving")
@@ -65,7 +66,8 @@ def include_pipeline_admin(app: FastAPI, *, store: Store, admin: Callable[..., s
                                "then resume the run.")
             return handler
         app.post(f"/admin/pipelines/{{run_id}}/steps/{{step}}/{decision}", tags=["admin"],
-                 openapi_extra=_REASON_BODY)(route())
+                 openapi_extra=_REASON_BODY,
+                 responses=api.answers(api.StepDecision, 404, changes=True))(route())
 
     def start_resume(run_id: str) -> dict[str, Any]:
         from prodml.pipelines import get_run, load_pipeline
@@ -112,7 +114,8 @@ def include_pipeline_admin(app: FastAPI, *, store: Store, admin: Callable[..., s
             with lock:
                 resuming.discard(run_id)
 
-    @app.post("/admin/pipelines/{run_id}/resume", tags=["admin"], status_code=202)
+    @app.post("/admin/pipelines/{run_id}/resume", tags=["admin"], status_code=202,
+              responses=api.answers(api.ResumeStarted, 404, 409, changes=True, status=202))
     async def resume_pipeline_run(run_id: str, actor: str = Depends(admin)) -> Response:
         """Run a waiting pipeline run on, in the background (admin); answers 202 at once."""
         return respond(await asyncio.to_thread(start_resume, run_id), 202)

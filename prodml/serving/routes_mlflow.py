@@ -10,9 +10,10 @@ endpoint), 413 (body too large) or 415 (content type).
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 
 from prodml.errors import InvalidInputError, NotFoundError
+from prodml.serving import openapi as api
 from prodml.serving.protocols import ROUTING_HEADER, mlflow_scoring
 from prodml.serving.protocols.transport import protocol_route, read_body
 
@@ -32,9 +33,13 @@ _INVOCATION = {"type": "object", "properties": {
 _INVOCATION_DOC = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": _INVOCATION},
     "text/csv": {"schema": {"type": "string"}}}}}
+# A gate refusal (bad Host, bad token) on the probes is plain JSON: only scoring is MLflow's.
+_PROBE = api.answers(api.text("Ready: every served endpoint can answer"), store=False,
+                     **{"503": api.text("Not ready")})
+_SCORED = api.answers(api.MlflowPredictions, 404, shape=api.MLFLOW, changes=True)
 
 
-@router.get("/ping")
+@router.get("/ping", response_class=PlainTextResponse, responses=_PROBE)
 async def ping(request: Request) -> Response:
     """200 when every served endpoint can answer (MLflow's health check), 503 otherwise."""
     service = request.app.state.service
@@ -43,13 +48,14 @@ async def ping(request: Request) -> Response:
     return Response("\n", status_code=200 if ok else 503, media_type="text/plain")
 
 
-@router.get("/health")
+@router.get("/health", response_class=PlainTextResponse, responses=_PROBE)
 async def health(request: Request) -> Response:
     """The same answer as ``/ping``."""
     return await ping(request)
 
 
-@router.get("/version")
+@router.get("/version", response_class=PlainTextResponse,
+            responses=api.answers(api.text("prodml's version"), store=False))
 async def version() -> Response:
     """The server's version (prodml's)."""
     from prodml import __version__
@@ -70,7 +76,7 @@ async def _invoke(request: Request, name: str) -> Response:
     return Response(mlflow_scoring.encode_predictions(scored), media_type="application/json")
 
 
-@router.post("/invocations", openapi_extra=_INVOCATION_DOC)
+@router.post("/invocations", openapi_extra=_INVOCATION_DOC, responses=_SCORED)
 async def invocations(request: Request) -> Response:
     """Score with the one endpoint this server serves (MLflow's ``/invocations``)."""
     names = request.app.state.service.endpoint_names()
@@ -82,7 +88,8 @@ async def invocations(request: Request) -> Response:
     return await _invoke(request, names[0])
 
 
-@router.post("/endpoints/{name}/invocations", openapi_extra=_INVOCATION_DOC)
+@router.post("/endpoints/{name}/invocations", openapi_extra=_INVOCATION_DOC,
+             responses=_SCORED)
 async def endpoint_invocations(request: Request, name: str) -> Response:
     """Score with the named endpoint, in MLflow's request and response shapes."""
     return await _invoke(request, name)

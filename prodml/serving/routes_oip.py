@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from prodml.errors import InvalidInputError
+from prodml.serving import openapi as api
 from prodml.serving.protocols import ROUTING_HEADER, oip, tensors
 from prodml.serving.protocols.transport import protocol_route, read_body
 
@@ -44,6 +45,20 @@ _INFER_DOC = {
                     "description": "length of the JSON header when binary tensors follow"}]}
 
 
+def _NOT_READY(model: type, *errors: int) -> dict[int | str, dict[str, Any]]:  # noqa: N802
+    """200 when ready, else 503 with the same body."""
+    return api.answers(model, *errors, shape=api.OIP, store=False,
+                       **{"503": api.body(model, description="Not ready")})
+
+
+_METADATA = api.answers(api.ModelMetadata, 404, shape=api.OIP, store=False)
+# JSON tensors, or (binary_data_output) a JSON header then each output's raw bytes
+_INFERRED = api.answers(
+    api.body(api.InferResponse, description="The outputs", **{
+        "application/octet-stream": {"type": "string", "format": "binary"}}),
+    404, shape=api.OIP, changes=True)
+
+
 def _json(value: Any, status: int = 200) -> Response:
     import orjson
 
@@ -59,7 +74,7 @@ def _version(version: str | None) -> int | None:
     return int(version)
 
 
-@router.get("/v2")
+@router.get("/v2", responses=api.answers(api.ServerMetadata, shape=api.OIP, store=False))
 async def server_metadata() -> Response:
     """The server's name, version and protocol extensions."""
     from prodml import __version__
@@ -68,13 +83,13 @@ async def server_metadata() -> Response:
                   "extensions": ["binary_tensor_data"]})
 
 
-@router.get("/v2/health/live")
+@router.get("/v2/health/live", responses=api.answers(api.Live, shape=api.OIP, store=False))
 async def server_live() -> Response:
     """200 while the process answers."""
     return _json({"live": True})
 
 
-@router.get("/v2/health/ready")
+@router.get("/v2/health/ready", responses=_NOT_READY(api.Ready))
 async def server_ready(request: Request) -> Response:
     """200 when every served endpoint can answer, 503 otherwise."""
     service = request.app.state.service
@@ -90,13 +105,13 @@ async def _metadata(request: Request, name: str, version: str | None) -> Respons
                   "outputs": oip.output_metadata(info.outputs, info.classes)})
 
 
-@router.get("/v2/models/{name}")
+@router.get("/v2/models/{name}", responses=_METADATA)
 async def model_metadata(request: Request, name: str) -> Response:
     """The endpoint's inputs (one tensor per column) and outputs."""
     return await _metadata(request, name, None)
 
 
-@router.get("/v2/models/{name}/versions/{version}")
+@router.get("/v2/models/{name}/versions/{version}", responses=_METADATA)
 async def model_version_metadata(request: Request, name: str, version: str) -> Response:
     """One served version's inputs and outputs."""
     return await _metadata(request, name, version)
@@ -110,13 +125,14 @@ async def _ready(request: Request, name: str, version: str | None) -> Response:
     return _json({"name": name, "ready": ready}, 200 if ready else 503)
 
 
-@router.get("/v2/models/{name}/ready")
+@router.get("/v2/models/{name}/ready", responses=_NOT_READY(api.ModelReady, 404))
 async def model_ready(request: Request, name: str) -> Response:
     """200 when the endpoint can answer."""
     return await _ready(request, name, None)
 
 
-@router.get("/v2/models/{name}/versions/{version}/ready")
+@router.get("/v2/models/{name}/versions/{version}/ready",
+            responses=_NOT_READY(api.ModelReady, 404))
 async def model_version_ready(request: Request, name: str, version: str) -> Response:
     """200 when the version is served and can answer."""
     return await _ready(request, name, version)
@@ -139,13 +155,14 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     return Response(payload, headers=headers)
 
 
-@router.post("/v2/models/{name}/infer", openapi_extra=_INFER_DOC)
+@router.post("/v2/models/{name}/infer", openapi_extra=_INFER_DOC, responses=_INFERRED)
 async def model_infer(request: Request, name: str) -> Response:
     """Predict: JSON tensors, or the binary tensor extension tritonclient sends by default."""
     return await _infer(request, name, None)
 
 
-@router.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=_INFER_DOC)
+@router.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=_INFER_DOC,
+             responses=_INFERRED)
 async def model_version_infer(request: Request, name: str, version: str) -> Response:
     """Predict with one served version (bypasses routing)."""
     return await _infer(request, name, version)
