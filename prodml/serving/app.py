@@ -9,7 +9,8 @@ Routes, thinly over :class:`~prodml.serving.service.ServingService` and the stor
   ``/admin/pipelines/...`` (:mod:`prodml.serving.pipeline_admin`), for a ``deployer``;
 - every request first passes :mod:`prodml.serving.gate` (allowed Host, same-origin changes,
   JSON bodies, the caller's token and role), which records who acts;
-- review queue, ``/metrics`` (Prometheus), OpenAPI at ``/docs``.
+- review queue, ``/metrics`` (Prometheus), OpenAPI at ``/openapi.json`` and Swagger UI at
+  ``/docs`` (:mod:`prodml.serving.api_docs`, offline).
 
 Every refusal is a 4xx with a JSON body naming the field, the value and the rule.
 """
@@ -36,6 +37,7 @@ from prodml.config import Settings
 from prodml.errors import InvalidInputError, NotFoundError, ProdmlError, StoreWriteError
 from prodml.serving import endpoints as eps
 from prodml.serving import openapi as api
+from prodml.serving.api_docs import include_api_docs
 from prodml.serving.gate import AccessError, AccessPolicy, RequestGate, UnauthorizedError, \
     required_role
 from prodml.serving.gate import error_body as refusal_body
@@ -247,7 +249,8 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
 
     from prodml import __version__
     app = ServingApp(title="prodml", version=__version__, lifespan=lifespan,
-                     description="Serve, ship safely and watch machine-learning models.")
+                     description="Serve, ship safely and watch machine-learning models.",
+                     docs_url=None, redoc_url=None)  # /docs: api_docs, from local files
     app.state.service = service
     app.state.store = store
     app.state.max_body_bytes = max_body_bytes
@@ -478,6 +481,7 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
     _include_protocols(app)
     _include_dashboard(app)
     api.install(app, open_paths=lambda method, path: required_role(method, path, access) is None)
+    include_api_docs(app)
     return app
 
 
