@@ -1,7 +1,8 @@
 """``/docs``: Swagger UI over ``/openapi.json``, from files this server has, never a CDN.
 
 Swagger UI's script and stylesheet come from the ``fastapi-offline`` package (which ships
-them, Swagger UI 5, Apache-2.0, in an MIT package), served at ``/docs/static/``. The start-up
+them, Swagger UI 5, Apache-2.0, in an MIT package; ``swagger-ui-bundle`` ships Swagger UI 4,
+which cannot show the OpenAPI 3.1 FastAPI writes), served at ``/docs/static/``. The start-up
 script is ours and served too, so the page needs no inline script and runs under a
 Content-Security-Policy that lets it load and call this server only, as the dashboard does.
 The page still works where the machine has no way out, and a page cannot be made to run
