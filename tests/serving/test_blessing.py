@@ -66,6 +66,14 @@ def test_an_unblessed_version_is_refused_over_http_and_the_cli(served):
         assert "loan/2" in event.reason and "incident 42: the old model is worse" in event.reason
         assert eps.get_endpoint("cli-ep", store=store).policy["require_blessing"] is True
 
+        # only an admin may override: a deployer's override is refused, nothing written
+        with served.client_as("cd-bot", "deployer") as deployer:
+            refused = deployer.post("/endpoints/loan/deploy", json={
+                "model": "loan/2", "strategy": "canary", "require_blessing": True,
+                "override_blessing": "trust me"})
+            assert refused.status_code == 403, refused.text
+            assert "only an admin may override" in refused.json()["message"]
+        assert client.get("/endpoints/loan").json()["revision"] == before
         overridden = client.post("/endpoints/loan/deploy", json={
             "model": "loan/2", "strategy": "canary", "require_blessing": True,
             "override_blessing": "approved by risk", "reason": "try it"})
