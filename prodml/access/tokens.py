@@ -157,17 +157,20 @@ class TokenVerifier:
     """Identifies tokens for a server: every active digest held in memory, read again from
     the store at most every ``ttl`` seconds, so a revoked token is refused within seconds in
     every worker without a query per request; a token not held yet (made a moment ago) is
-    looked up by its digest at once.
+    looked up by its digest at once, at most ``max_lookups`` times a second, so a flood of
+    made-up tokens costs the store a few queries a second, not one each.
 
     ``env_admin_token`` is ``PRODML_ADMIN_TOKEN``: an admin identity set by the server's
     environment rather than the store, compared in constant time.
     """
 
     def __init__(self, store: Store, *, env_admin_token: str | None = None,
-                 ttl: float = 2.0) -> None:
+                 ttl: float = 2.0, max_lookups: int = 20) -> None:
         self.store = store
         self.env_admin = env_admin_token or None
         self.ttl = ttl
+        self.max_lookups = max_lookups
+        self._lookup_second, self._lookups = 0, 0
         self._known: dict[str, Identity] = {}
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
@@ -180,11 +183,18 @@ class TokenVerifier:
         if time.monotonic() - self._loaded_at > self.ttl:
             self._reload()
         found = self._known.get(key)
-        if found is None:
+        if found is None and self._may_look_up():
             found = identify(token, store=self.store)
             if found is not None:
                 self._known = {**self._known, key: found}
         return found
+
+    def _may_look_up(self) -> bool:
+        second = int(time.monotonic())
+        if second != self._lookup_second:
+            self._lookup_second, self._lookups = second, 0
+        self._lookups += 1
+        return self._lookups <= self.max_lookups
 
     def _reload(self) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ Every refusal is a 4xx with a JSON body naming the field, the value and the rule
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -42,7 +43,7 @@ from prodml.serving.gate import AccessError, AccessPolicy, RequestGate, Unauthor
     required_role
 from prodml.serving.gate import error_body as refusal_body
 from prodml.serving.metrics import CONTENT_TYPE, ServingMetrics
-from prodml.serving.protocols import check_depth, error_headers, shorten
+from prodml.serving.protocols import check_depth, error_headers, shorten, status_for
 from prodml.serving.protocols import parse_json as parse_json_lenient
 from prodml.serving.protocols.transport import decompress
 from prodml.serving.service import ModelUnavailableError, ServingService
@@ -67,17 +68,8 @@ def json_response(value: Any, status_code: int = 200, headers: dict[str, str] | 
 
 
 def status_of(error: ProdmlError) -> int:
-    from prodml.serving.endpoints import ConcurrentChangeError
-
-    if isinstance(error, NotFoundError):
-        return 404
-    if isinstance(error, ModelUnavailableError):
-        return 503
-    if isinstance(error, ConcurrentChangeError):
-        return 409
-    if isinstance(error, PayloadTooLargeError):
-        return 413
-    return getattr(error, "status_code", None) or getattr(error, "http_status", 400)
+    """The HTTP status of an error: one mapping for every route (see ``status_for``)."""
+    return 413 if isinstance(error, PayloadTooLargeError) else status_for(error)
 
 
 class PayloadTooLargeError(ProdmlError):
@@ -187,7 +179,8 @@ class ServingApp(FastAPI):
             await _send(send, 303, b"", b"text/plain", {"Location": login})
             return
         extra = {"WWW-Authenticate": 'Bearer realm="prodml"'} \
-            if isinstance(error, UnauthorizedError) else None
+            if isinstance(error, UnauthorizedError) else \
+            {"Retry-After": "5"} if error.http_status == 503 else None
         await _send(send, error.http_status, refusal_body(error, path), b"application/json",
                     extra)
 
@@ -357,7 +350,6 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         """Labels (``{"prediction_id", "label"}``) or outcome events (``{"prediction_id",
         "event", "value"}``) for earlier predictions: one object or a list."""
         from prodml.serving.feedback import record_feedback
-        import asyncio
 
         actor = admin(request)  # a labeler at least (the gate checked the role)
         payload = parse_json(await read_body(request, max_body_bytes))
@@ -397,27 +389,31 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
             raise InvalidInputError("model", None, "give a model reference or a spec")
         # Only an admin may deploy past a failed blessing requirement (with a reason).
         identity = identity_of(request)
-        endpoint = eps.deploy(name, target, body.get("strategy", "direct"),
-                              reason=body.get("reason"), actor=actor,
-                              fallback=body.get("fallback"), pii=body.get("pii"),
-                              require_blessing=body.get("require_blessing"),
-                              override_reason=body.get("override_blessing"),
-                              allow_override=bool(identity and identity.may(Role.admin)),
-                              store=store, **options)
+        # off the event loop: checking a deployment (a fallback rule folded, blessings read,
+        # the store written) must not hold up the predictions this loop answers
+        endpoint = await asyncio.to_thread(
+            eps.deploy, name, target, body.get("strategy", "direct"),
+            reason=body.get("reason"), actor=actor, fallback=body.get("fallback"),
+            pii=body.get("pii"), require_blessing=body.get("require_blessing"),
+            override_reason=body.get("override_blessing"),
+            allow_override=bool(identity and identity.may(Role.admin)), store=store,
+            **options)
         await service.refresh()
         return json_response(endpoint.to_dict())
 
     async def _admin_change(name: str, request: Request, actor: str, action: str) -> Response:
         reason = await read_reason(request)
         if action == "rollback":
-            endpoint = eps.rollback(name, reason=reason, actor=actor, store=store)
+            endpoint = await asyncio.to_thread(eps.rollback, name, reason=reason, actor=actor,
+                                               store=store)
         elif action == "switch":
             endpoint = await _smoke_then_switch(service, name, reason, actor, store)
         elif action == "promote":
-            endpoint = eps.promote(name, reason=reason, actor=actor, store=store)
+            endpoint = await asyncio.to_thread(eps.promote, name, reason=reason, actor=actor,
+                                               store=store)
         else:
-            endpoint = eps.set_paused(name, action == "pause", reason=reason, actor=actor,
-                                      store=store)
+            endpoint = await asyncio.to_thread(eps.set_paused, name, action == "pause",
+                                               reason=reason, actor=actor, store=store)
         await service.refresh()
         return json_response(endpoint.to_dict())
 

@@ -40,6 +40,8 @@ STRATEGIES = ("direct", "shadow", "canary", "blue-green")
 class ConcurrentChangeError(ProdmlError):
     """Someone else changed the endpoint between our read and our write."""
 
+    http_status = 409
+
     def __init__(self, endpoint: str, revision: int) -> None:
         super().__init__(f"endpoint {endpoint!r} changed since revision {revision}; retry",
                          field="revision", value=revision, rule="must be the current revision")
@@ -520,14 +522,16 @@ def deploy(name: str, model: str | d.Node | dict[str, Any], strategy: str = "dir
     else:
         spec = d.parse_spec(model)
     spec = resolve_models(spec, store=store)
-    marks = _pii_list(pii) if pii is not None else frozenset()
+    # The versions' own marks stay with the endpoint: a later version that marks nothing
+    # (or a deployer who forgot) cannot bring a column's values back into the log in clear.
+    marks = (_pii_list(pii) if pii is not None else frozenset()) | _versions_pii(spec, store)
     if require_blessing is not None:
         _checked_policy({"require_blessing": require_blessing})
 
     def updates(before: Mapping[str, Any]) -> dict[str, Any]:
         """The policy keys this deployment sets: PII marks add to the endpoint's own."""
         out: dict[str, Any] = {}
-        if marks:
+        if marks - policy_pii(before):
             out["pii"] = sorted(policy_pii(before) | marks)
         if require_blessing is not None:
             out["require_blessing"] = require_blessing
@@ -564,10 +568,19 @@ def deploy(name: str, model: str | d.Node | dict[str, Any], strategy: str = "dir
             return get_endpoint(name, store=store)
         except IntegrityError:  # created concurrently: fall through to a recorded change
             pass
-    if fallback is not None:
-        set_fallback(name, fallback, store=store, actor=actor)
-    return change(name, lambda ep: (spec, ep.paused, "deploy", _with_note(reason, admit(ep))),
-                  actor=actor, policy=updates, store=store)
+    deployed = change(name, lambda ep: (spec, ep.paused, "deploy", _with_note(reason,
+                                                                              admit(ep))),
+                      actor=actor, policy=updates, store=store)
+    if fallback is not None:  # after: a refused deployment leaves the rule as it was
+        deployed = set_fallback(name, fallback, store=store, actor=actor)
+    return deployed
+
+
+def _versions_pii(spec: d.Node, store: Store) -> frozenset[str]:
+    from prodml.tracking import registry
+
+    return frozenset().union(*(marked_pii(registry.get(ref, store=store).schema)
+                               for ref in {leaf.model for leaf in d.leaves(spec)}))
 
 
 def _check_name(name: str) -> None:

@@ -288,6 +288,22 @@ def _mod(left: Any, right: Any) -> Any:
     return operator.mod(left, right)
 
 
+def _str(*args: Any) -> str:
+    # str() of a scalar only: str() of a tuple of long strings is a copy of all of them,
+    # gigabytes from a rule of a few characters
+    if len(args) == 1 and (args[0] is None or isinstance(args[0], (bool, int, float, str))):
+        return _sized(str(args[0]))
+    raise FallbackError("str() takes one number, text, bool or None in a fallback rule")
+
+
+def _sized(value: Any) -> Any:
+    """``value``, if it is no larger than a rule's values may be."""
+    if _size(value) > MAX_ITEMS:
+        raise _TooCostly(f"a value may hold at most {MAX_ITEMS:,} items or characters "
+                         f"(this one has {_size(value):,})")
+    return value
+
+
 def _round(*args: Any) -> Any:
     if len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > MAX_EXPONENT:
         raise _TooCostly(f"round's digits must be within ±{MAX_EXPONENT} (got {args[1]!r})")
@@ -296,7 +312,8 @@ def _round(*args: Any) -> Any:
 
 _BOUNDED_BINARY: dict[type, Callable[[Any, Any], Any]] = {
     **_BINARY, ast.Pow: _pow, ast.Mult: _mul, ast.Mod: _mod}
-_BOUNDED_FUNCTIONS: dict[str, Callable[..., Any]] = {**_FUNCTIONS, "round": _round}
+_BOUNDED_FUNCTIONS: dict[str, Callable[..., Any]] = {**_FUNCTIONS, "round": _round,
+                                                     "str": _str}
 
 
 def _eval(node: ast.AST, record: dict[str, Any], deadline: float) -> Any:
@@ -324,9 +341,9 @@ def _eval(node: ast.AST, record: dict[str, Any], deadline: float) -> Any:
             if result:
                 return result
         return result
-    if isinstance(node, ast.BinOp):
-        return _BOUNDED_BINARY[type(node.op)](_eval(node.left, record, deadline),
-                                              _eval(node.right, record, deadline))
+    if isinstance(node, ast.BinOp):  # e.g. a + a + a ... of long texts: every result bounded
+        return _sized(_BOUNDED_BINARY[type(node.op)](_eval(node.left, record, deadline),
+                                                     _eval(node.right, record, deadline)))
     if isinstance(node, ast.UnaryOp):
         return _UNARY[type(node.op)](_eval(node.operand, record, deadline))
     if isinstance(node, ast.Compare):

@@ -42,8 +42,10 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from prodml.access import Identity, Role, TokenVerifier
-from prodml.errors import InvalidInputError, ProdmlError
+from prodml.errors import InvalidInputError, ProdmlError, StoreUnavailableError
 
 SESSION_COOKIE = "prodml_session"
 CSRF_HEADER = "x-csrf-token"
@@ -57,6 +59,7 @@ _PREDICT = re.compile(r"/(?:endpoints/[^/]+/(?:predict|invocations)|invocations|
                       r"v2/models/[^/]+(?:/versions/[^/]+)?/infer)")
 _LABEL = re.compile(r"/(?:feedback|reviews/[^/]+/resolve)")
 _SIGN_IN = "/ui/session"
+_IPV4_LOOPBACK = re.compile(r"127(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}")  # 127.0.0.0/8
 _ADMIN = re.compile(r"/admin/(?:tokens|retention|log)(?:/.*)?")
 # A page may send these without a CORS preflight; the JSON routes never read them.
 _SIMPLE_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data",
@@ -86,6 +89,12 @@ class ForbiddenError(AccessError):
 
 class UnsupportedMediaTypeError(AccessError):
     http_status = 415
+
+
+class IdentityUnavailableError(AccessError):
+    """The store holding the tokens cannot be read: the server's trouble, not the caller's."""
+
+    http_status = 503
 
 
 @dataclass(frozen=True)
@@ -144,7 +153,7 @@ def host_allowed(host: str, policy: AccessPolicy) -> bool:
 def _host_allowed(host: str, allowed: frozenset[str]) -> bool:
     name = _host_name(host)
     return ("*" in allowed or name in LOOPBACK_HOSTS or name.endswith(".localhost")
-            or name in allowed)
+            or _IPV4_LOOPBACK.fullmatch(name) is not None or name in allowed)
 
 
 def _host_name(host: str) -> str:
@@ -189,13 +198,14 @@ class RequestGate:
             self._same_origin(headers, host)
             self._content_type(method, path, headers)
         identity, token, by_cookie = self._identify(headers)
-        if by_cookie and unsafe and not hmac.compare_digest(
-                headers.get(CSRF_HEADER.encode(), ""), csrf_token(token or "")):
+        role = required_role(method, path, self.policy)
+        if by_cookie and unsafe and role is not None and not hmac.compare_digest(
+                headers.get(CSRF_HEADER.encode(), "").encode("latin-1"),
+                csrf_token(token or "").encode()):
             raise ForbiddenError(
                 "a change made with the dashboard's session needs its CSRF token",
                 field="x-csrf-token", value=None,
                 rule="must be the token of the page's session (sent by the dashboard)")
-        role = required_role(method, path, self.policy)
         if role is not None:
             if identity is None:
                 raise UnauthorizedError(
@@ -257,7 +267,7 @@ class RequestGate:
                 raise UnauthorizedError("Authorization must be 'Bearer <token>'",
                                         field="authorization", value=scheme or None,
                                         rule="must be 'Bearer <token>'")
-            identity = self.verifier.identify(token)
+            identity = self._verify(token)
             if identity is None:
                 raise UnauthorizedError("the token is not valid or was revoked",
                                         field="authorization", value=token[:8] + "...",
@@ -267,10 +277,19 @@ class RequestGate:
         if cookie is not None:
             token = _cookie(cookie, SESSION_COOKIE)
             if token:
-                identity = self.verifier.identify(token)
+                identity = self._verify(token)
                 if identity is not None:
                     return identity, token, True
         return None, None, False
+
+    def _verify(self, token: str) -> Identity | None:
+        try:
+            return self.verifier.identify(token)
+        except (SQLAlchemyError, StoreUnavailableError) as exc:
+            raise IdentityUnavailableError(
+                f"cannot check the token: the store cannot be read "
+                f"({type(exc).__name__}); try again later", field="authorization",
+                value=None, rule="the store must be reachable") from None
 
 
 def _headers(scope: dict[str, Any]) -> dict[bytes, str]:

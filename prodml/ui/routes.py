@@ -161,8 +161,10 @@ def not_found(request: Request, error: ProdmlError) -> HTMLResponse:
 @router.post("/session")
 async def sign_in(request: Request) -> Response:
     """Check a token and keep it as this browser's session (an HttpOnly cookie)."""
-    try:
-        body = orjson.loads(await request.body())
+    from prodml.serving.protocols.transport import read_body
+
+    try:  # a sign-in is a token in a small JSON object: 4 KiB is plenty
+        body = orjson.loads(await read_body(request, 4096))
     except orjson.JSONDecodeError:
         body = None
     token = body.get("token") if isinstance(body, dict) else None

@@ -107,6 +107,10 @@ def test_costly_expressions_are_refused_when_compiled(rule, why):
     ("name * n", {"name": "x", "n": 10 ** 9}, "items"),
     ("'%0999999999d' % salary", {"salary": 1}, "numbers only"),
     ("round(salary, n)", {"salary": 10 ** 100, "n": -10 ** 7}, "digits"),
+    # str() of a sequence copies every item: a 2,000-character field made 200 MB
+    ("str((name,) * 100000)", {"name": "x" * 2000}, "str\\(\\) takes one"),
+    ("str(('x' * 100000,) * 100000)", {}, "str\\(\\) takes one"),
+    ("name + name + name", {"name": "x" * 60_000}, "at most 100,000"),
 ])
 def test_costly_operations_on_fields_fail_fast_at_runtime(rule, record, why):
     compiled = compile_rule(rule)

@@ -35,9 +35,10 @@ def status_for(error: ProdmlError) -> int:
     >>> status_for(NotFoundError("endpoint", "loan"))
     404
     """
-    status = getattr(error, "status_code", None)
-    if isinstance(status, int):
-        return status
+    for attribute in ("status_code", "http_status"):  # an error that knows its own status
+        status = getattr(error, attribute, None)
+        if isinstance(status, int):
+            return status
     if isinstance(error, NotFoundError):
         return 404
     # The service's "no model and no fallback could answer" is the server's state, not the
