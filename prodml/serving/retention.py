@@ -178,10 +178,13 @@ def set_retention(endpoint: str, retention: str | int | None, *, archive: bool =
         policy = {k: v for k, v in (row.policy or {}).items() if k not in POLICY_KEYS}
         if retention is not None:
             policy.update(wanted.to_dict())
-        conn.execute(update(e).where(e.c.name == endpoint).values(policy=policy or None))
+        # a new revision: a deployment that read the endpoint before this write fails its
+        # compare-and-set instead of writing the old policy back over this one
+        conn.execute(update(e).where(e.c.name == endpoint)
+                     .values(policy=policy or None, revision=row.revision + 1))
         before = RetentionPolicy.from_policy(row.policy)
         conn.execute(t.deployment_events.insert().values(
-            endpoint=endpoint, revision=row.revision, time=now_ms(),
+            endpoint=endpoint, revision=row.revision + 1, time=now_ms(),
             actor=actor or default_actor(), action="retention",
             reason=f"retention {_describe(before)} -> {_describe(wanted)}"))
     return wanted

@@ -186,3 +186,17 @@ def test_cli_sets_prunes_and_refuses_in_one_line(tmp_path, model):
     assert done.returncode == 0 and "pruned 100 predictions" in done.stdout, done.stderr
     assert "archived to" in done.stdout
     assert read_predictions(ENDPOINT, store=store).height == 100
+
+
+def test_a_retention_change_is_a_new_revision_that_later_deployments_keep(store, model):
+    from prodml.serving import endpoints as eps
+
+    register_and_deploy(store, model)
+    before = eps.get_endpoint(ENDPOINT, store=store).revision
+    set_retention(ENDPOINT, "30d", archive=True, store=store)
+    # a deployment that read the endpoint before this write fails its compare-and-set
+    # (revision moved) rather than writing the old policy back
+    assert eps.get_endpoint(ENDPOINT, store=store).revision == before + 1
+    ref = eps.get_endpoint(ENDPOINT, store=store).spec.model
+    eps.deploy(ENDPOINT, ref, reason="same version again", store=store)
+    assert get_retention(ENDPOINT, store=store).retention == "30d"
