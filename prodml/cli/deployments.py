@@ -66,11 +66,13 @@ def serve_command(
     _fallback_settings(allow_fallback or [], fallback_timeout_ms)
     os.environ["PRODML_SERVE_ENDPOINTS"] = ",".join(endpoint or [])
     loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
-    hosts = [*_env_list("PRODML_ALLOWED_HOSTS"), *(allowed_host or [])]
+    from prodml.config import Settings
+    configured = Settings.from_env()
+    hosts = [*configured.allowed_hosts, *(allowed_host or [])]
     if not loopback and host not in ("0.0.0.0", "::"):
         hosts.append(host)  # the address it was asked to listen on is a name of it
-    origins = [*_env_list("PRODML_ALLOWED_ORIGINS"), *(allowed_origin or [])]
-    predict_access = predict_access or os.environ.get("PRODML_PREDICT_ACCESS") or "open"
+    origins = [*configured.allowed_origins, *(allowed_origin or [])]
+    predict_access = predict_access or configured.predict_access
     read_access = read_access or os.environ.get("PRODML_READ_ACCESS") \
         or ("open" if loopback else "token")
     AccessPolicy(frozenset(hosts), frozenset(origins), predict_access, read_access)  # checks
@@ -79,7 +81,6 @@ def serve_command(
                        "PRODML_PREDICT_ACCESS": predict_access,
                        "PRODML_READ_ACCESS": read_access})
     from prodml.access import ensure_local_admin
-    from prodml.config import Settings
     from prodml.store import get_store
     store = get_store()  # migrate once here, not racing in every worker
     os.environ.setdefault("PRODML_DATABASE_URL", store.database_url)
@@ -101,10 +102,6 @@ def serve_command(
     uvicorn.run("prodml.serving.asgi:app_factory", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=access_log,
                 timeout_graceful_shutdown=10)
-
-
-def _env_list(name: str) -> list[str]:
-    return [n.strip() for n in os.environ.get(name, "").split(",") if n.strip()]
 
 
 def _fallback_settings(allow: list[str], timeout_ms: float | None) -> None:
