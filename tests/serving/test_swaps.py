@@ -117,6 +117,127 @@ def test_drain_deadline_fails_leftovers_with_a_clear_error():
     run(scenario())
 
 
+# ---- the service: swaps and stop, in one process ---------------------------------------------
+class Held:
+    """A loaded version's model, answering only once ``gate`` is set (the real model's
+    answers): requests held in a version while a test swaps it out."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.gate = real, threading.Event()
+        self.classes_ = real.classes_
+
+    def predict_proba(self, frame: Any) -> np.ndarray:
+        self.gate.wait(10)
+        return self.real.predict_proba(frame)
+
+
+def hold(service: Any, ref: str) -> Held:
+    loaded = service._models[ref]
+    held = Held(loaded.model)
+    loaded.model, loaded._matrix_model = held, None
+    return held
+
+
+@pytest.fixture()
+def loan_store(tmp_path):
+    store, data = build_store(tmp_path)
+    eps.deploy("loan", "loan/1", store=store)
+    return store, data[FEATURES].iloc[:1].to_dict(orient="list")
+
+
+def service_for(store: Any) -> Any:
+    from prodml.serving.metrics import ServingMetrics
+    from prodml.serving.service import ServingService
+
+    service = ServingService(store, drain_timeout=0.5, poll_interval=3600,
+                             canary_interval=3600)
+    service.metrics = ServingMetrics(service)
+    return service
+
+
+def test_a_swap_answers_held_requests_with_the_old_version(loan_store):
+    store, row = loan_store
+
+    async def scenario() -> None:
+        service = service_for(store)
+        await service.start()
+        try:
+            held = hold(service, "loan/1")
+            before = [asyncio.ensure_future(service.score("loan", row)) for _ in range(3)]
+            await asyncio.sleep(0.05)
+            eps.deploy("loan", "loan/2", store=store)
+            await service.refresh()
+            after = await service.score("loan", row)  # the new version, at once
+            assert after.model_version == 2
+            assert not any(f.done() for f in before)
+            held.gate.set()
+            answers = await asyncio.gather(*before)
+            assert [a.model_version for a in answers] == [1, 1, 1]
+            await asyncio.sleep(0.05)
+            assert "loan/1" not in service._batchers and not service._retiring
+        finally:
+            await service.stop()
+
+    run(scenario())
+
+
+def test_a_leftover_past_the_drain_deadline_is_a_counted_503(loan_store):
+    from prodml.serving.service import ModelUnavailableError
+
+    store, row = loan_store
+
+    async def scenario() -> None:
+        service = service_for(store)
+        await service.start()
+        held = hold(service, "loan/1")
+        try:
+            stuck = asyncio.ensure_future(service.score("loan", row))
+            await asyncio.sleep(0.05)
+            eps.deploy("loan", "loan/2", store=store)
+            await service.refresh()
+            started = time.monotonic()
+            with pytest.raises(ModelUnavailableError, match="drain deadline of 0.5 s"):
+                await stuck
+            assert time.monotonic() - started < 2
+            metrics = service.metrics.render().decode()
+            assert 'prodml_requests_total{endpoint="loan",route="primary",status="error",' \
+                   'version="1"} 1.0' in metrics
+        finally:
+            held.gate.set()
+            await service.stop()
+        with store.read() as conn:
+            errors = conn.execute(select(t.predictions.c.error).where(
+                t.predictions.c.status == "error")).scalars().all()
+        assert len(errors) == 1 and "drain deadline" in errors[0]
+
+    run(scenario())
+
+
+def test_stop_answers_what_is_held_then_flushes_the_log(loan_store):
+    from prodml.serving.service import ModelUnavailableError
+
+    store, row = loan_store
+
+    async def scenario() -> list[str]:
+        service = service_for(store)
+        service.log.mode = "fast"  # answered before committed: stop must commit it
+        await service.start()
+        held = hold(service, "loan/1")
+        before = [asyncio.ensure_future(service.score("loan", row)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        stopping = asyncio.ensure_future(service.stop())
+        await asyncio.sleep(0.05)
+        with pytest.raises(ModelUnavailableError, match="shutting down"):
+            await service.score("loan", row)
+        held.gate.set()
+        answers = await asyncio.gather(*before)
+        await stopping
+        return [a.prediction_ids[0] for a in answers]
+
+    ids = run(scenario())
+    assert logged_once(store, ids) == (3, 3)
+
+
 # ---- a real server under load ---------------------------------------------------------------
 RULE = "1 if salary > 100000 else 0"
 ROUNDS = 4
