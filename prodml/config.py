@@ -14,6 +14,8 @@
   (the default): no fallback rule imports anything, only expressions are accepted.
   ``prodml serve --allow-fallback`` adds to it.
 - ``PRODML_FALLBACK_TIMEOUT_MS``: time a fallback rule may take per record (default 50).
+- ``PRODML_DRAIN_TIMEOUT``: seconds a version being replaced (a swap, a shutdown on
+  SIGTERM) may take to answer the requests it holds before they fail with a 503 (default 30).
 - ``PRODML_REQUIRE_BLESSING``: ``1`` makes every endpoint refuse a version without a
   passing gate (as if deployed with ``--require-blessing``); default off.
 """
@@ -57,6 +59,7 @@ class Settings:
     fallback_allow: tuple[str, ...] = ()  # "module:function" or "module:*"
     fallback_timeout_ms: float = 50.0
     require_blessing: bool = False
+    drain_timeout_s: float = 30.0
 
     @classmethod
     def from_env(cls, environ: "os._Environ[str] | dict[str, str] | None" = None) -> "Settings":
@@ -73,7 +76,8 @@ class Settings:
                    fallback_allow=parse_fallback_allow(env.get("PRODML_FALLBACK_ALLOW", "")),
                    fallback_timeout_ms=_positive(env, "PRODML_FALLBACK_TIMEOUT_MS", 50.0),
                    require_blessing=_flag(env.get("PRODML_REQUIRE_BLESSING"),
-                                          "PRODML_REQUIRE_BLESSING"))
+                                          "PRODML_REQUIRE_BLESSING"),
+                   drain_timeout_s=_positive(env, "PRODML_DRAIN_TIMEOUT", 30.0))
 
 
 def _names(value: str | None) -> tuple[str, ...]:

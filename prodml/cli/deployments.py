@@ -50,7 +50,10 @@ def serve_command(
             "default: fallback rules are expressions only.")] = None,
         fallback_timeout_ms: Annotated[Optional[float], typer.Option(
             help="Time a fallback rule may take per record (default 50, "
-                 "PRODML_FALLBACK_TIMEOUT_MS).")] = None) -> None:
+                 "PRODML_FALLBACK_TIMEOUT_MS).")] = None,
+        drain_timeout: Annotated[Optional[float], typer.Option(
+            help="Seconds a replaced version, or the server on SIGTERM, may take to answer "
+                 "the requests it holds (default 30, PRODML_DRAIN_TIMEOUT).")] = None) -> None:
     """Serve the store's endpoints over HTTP (uvicorn): OIP v2, MLflow scoring, plain JSON."""
     import uvicorn
 
@@ -65,6 +68,8 @@ def serve_command(
     os.environ["PRODML_LOG_MODE"] = log_mode
     _fallback_settings(allow_fallback or [], fallback_timeout_ms)
     os.environ["PRODML_SERVE_ENDPOINTS"] = ",".join(endpoint or [])
+    if drain_timeout is not None:
+        os.environ["PRODML_DRAIN_TIMEOUT"] = repr(drain_timeout)
     loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
     from prodml.config import Settings
     configured = Settings.from_env()
@@ -84,7 +89,7 @@ def serve_command(
     from prodml.store import get_store
     store = get_store()  # migrate once here, not racing in every worker
     os.environ.setdefault("PRODML_DATABASE_URL", store.database_url)
-    settings = Settings.from_env()
+    settings = Settings.from_env()  # a bad PRODML_DRAIN_TIMEOUT fails here, not in a worker
     local = ensure_local_admin(store, settings.home, env_admin_token=settings.admin_token)
     console.print(f"serving {store.display_url} on http://{host}:{port} "
                   f"({workers} worker{'s' * (workers > 1)}, {log_mode} log) · docs at /docs",
@@ -101,7 +106,9 @@ def serve_command(
                       highlight=False)
     uvicorn.run("prodml.serving.asgi:app_factory", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=access_log,
-                timeout_graceful_shutdown=10)
+                # On SIGTERM uvicorn stops taking connections and waits this long for the
+                # requests in flight; then the service drains its models and the log.
+                timeout_graceful_shutdown=max(1, round(settings.drain_timeout_s)))
 
 
 def _fallback_settings(allow: list[str], timeout_ms: float | None) -> None:

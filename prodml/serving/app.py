@@ -236,9 +236,11 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         monitors = start_in_server(service)  # PRODML_MONITOR_EVERY / serve --monitor-every
         try:
             yield
-        finally:
-            await monitors.stop()
-            await service.stop()
+        finally:  # uvicorn has stopped taking connections and let the requests in flight end
+            try:
+                await monitors.stop()
+            finally:
+                await service.stop()  # drain every version, then flush the log
 
     from prodml import __version__
     app = ServingApp(title="prodml", version=__version__, lifespan=lifespan,

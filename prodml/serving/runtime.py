@@ -231,6 +231,19 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+class BatcherClosedError(Exception):
+    """A retired version's batcher did not answer a request.
+
+    ``taken`` False: refused on arrival, nothing was computed (the caller may route the
+    request again); True: it was held, and not answered within the drain deadline.
+    """
+
+    def __init__(self, ref: str, detail: str, *, taken: bool) -> None:
+        super().__init__(f"model {ref} was retired: {detail}")
+        self.ref = ref
+        self.taken = taken
+
+
 @dataclass
 class _Job:
     columns: dict[str, list[Any]]
@@ -239,25 +252,42 @@ class _Job:
 
 
 class MicroBatcher:
-    """Gathers concurrent requests for one model into one vectorised ``predict`` call."""
+    """Gathers concurrent requests for one model into one vectorised ``predict`` call.
+
+    Retired with :meth:`drain` (a swap, a shutdown): it takes no new request from then on
+    (``BatcherClosedError``, ``taken=False``), answers those it holds, and only then
+    releases its thread; past the deadline, those still held fail with
+    ``BatcherClosedError`` (``taken=True``). No caller's future is ever left unresolved.
+    """
 
     def __init__(self, model: LoadedModel, *, max_batch_rows: int = 256,
                  executor: concurrent.futures.Executor | None = None) -> None:
         self.model = model
         self.max_batch_rows = max_batch_rows
         self._queue: list[_Job] = []
+        self._batch: list[_Job] = []  # the jobs in the model right now
         self._running = False
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False  # takes no new request
+        self._shut = False  # the thread is released
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix=f"predict-{model.ref}")
         self.batch_sizes: list[int] = []  # recent batch sizes, for /metrics (bounded below)
 
+    @property
+    def closed(self) -> bool:
+        """True from the start of a drain (or close): new requests are refused."""
+        return self._closing
+
     async def predict(self, columns: dict[str, list[Any]], rows: int) -> Predicted:
+        if self._closing:
+            raise BatcherClosedError(self.model.ref, "it takes no new requests", taken=False)
         loop = asyncio.get_running_loop()
         job = _Job(columns, rows, loop.create_future())
         self._queue.append(job)
         if not self._running:
             self._running = True
-            loop.create_task(self._drain())
+            self._task = loop.create_task(self._drain())
         return await job.future
 
     async def _drain(self) -> None:
@@ -270,11 +300,13 @@ class MicroBatcher:
                     job = self._queue.pop(0)
                     batch.append(job)
                     rows += job.rows
+                self._batch = batch
                 try:
                     result = await loop.run_in_executor(self._executor, self._predict, batch)
                 except Exception as exc:  # the whole batch failed: retry each job alone
-                    if len(batch) == 1:
-                        _set(batch[0].future, exc=exc)
+                    if len(batch) == 1 or self._shut:
+                        for job in batch:
+                            _set(job.future, exc=exc)
                         continue
                     for job in batch:
                         try:
@@ -286,6 +318,12 @@ class MicroBatcher:
                     continue
                 for job, part in zip(batch, result):
                     _set(job.future, part)
+            self._batch = []
+        except BaseException:
+            # Cancelled (a drain past its deadline, the loop closing): whoever waits on a
+            # job of this batcher must still get an answer.
+            self._fail("not answered: the model was closed")
+            raise
         finally:
             self._running = False
 
@@ -309,8 +347,41 @@ class MicroBatcher:
             start = end
         return parts
 
+    async def drain(self, timeout: float = 30.0) -> int:
+        """Retire this batcher: refuse new requests at once, answer those it holds (for at
+        most ``timeout`` seconds), then release its thread. Returns how many requests were
+        failed (``BatcherClosedError``) because the deadline passed first."""
+        self._closing = True
+        task, left = self._task, 0
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=timeout)
+            if not task.done():  # the model is stuck or slow: give up on what it holds
+                left = self._fail(f"not answered within the drain deadline of {timeout:g} s")
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self.close()
+        return left
+
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Close now: refuse new requests, fail those still queued (a batch already in the
+        model finishes and is answered), release the thread. :meth:`drain` first answers
+        what is queued; this is what it ends with."""
+        self._closing = True
+        self._fail("closed before it was answered", batch=False)
+        self._shut = True
+        # Never cancel_futures: a batch handed to the thread must come back to its callers.
+        self._executor.shutdown(wait=False)
+
+    def _fail(self, why: str, *, batch: bool = True) -> int:
+        """Fail every request still waiting here (queued, and the batch in the model)."""
+        jobs = [*(self._batch if batch else ()), *self._queue]
+        self._queue.clear()
+        failed = 0
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(BatcherClosedError(self.model.ref, why, taken=True))
+                failed += 1
+        return failed
 
 
 def _set(future: asyncio.Future[Any], value: Any = None, exc: BaseException | None = None

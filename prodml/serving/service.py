@@ -11,6 +11,12 @@ automation mode → log (durably, before the answer leaves) → answer. Shadows 
 canary's comparison with the primary run after, off the critical path: their errors and
 timeouts never reach the caller or slow it. A candidate that raises is answered by the
 primary; a paused or failing endpoint is answered by its fallback rule when it has one.
+
+A swap (``refresh``) never drops a request: the new deployment takes every request from the
+moment it is in place; each version it no longer uses is retired in the background (its
+micro-batcher refuses new work, answers what it holds within ``drain_timeout``, then is
+closed), so a request routed just before the swap is answered by the version it was routed
+to. ``stop`` (SIGTERM) drains the same way, then closes the prediction log.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from prodml.serving.endpoints import (Endpoint, get_endpoint, list_endpoints, ma
 from prodml.serving.fallback import FallbackError, answer_records, compile_rule
 from prodml.serving.prediction_log import PredictionLog, PredictionRecord, new_prediction_id
 from prodml.serving.router import Decision, decide
-from prodml.serving.runtime import LoadedModel, MicroBatcher, Predicted
+from prodml.serving.runtime import BatcherClosedError, LoadedModel, MicroBatcher, Predicted
 from prodml.serving.validation import RequestValidator
 from prodml.store import Store, now_ms
 from prodml.tracking.registry import record_learned_signature
@@ -113,7 +119,8 @@ class ServingService:
                  poll_interval: float = 0.5, canary_interval: float = 0.5,
                  endpoints: list[str] | None = None,
                  fallback_allow: tuple[str, ...] | None = None,
-                 fallback_timeout_ms: float | None = None) -> None:
+                 fallback_timeout_ms: float | None = None,
+                 drain_timeout: float | None = None) -> None:
         from prodml.config import Settings
 
         settings = Settings.from_env()
@@ -123,6 +130,8 @@ class ServingService:
         self.fallback_allow = settings.fallback_allow if fallback_allow is None \
             else tuple(fallback_allow)
         self.fallback_timeout_ms = fallback_timeout_ms or settings.fallback_timeout_ms
+        # How long a retired version (a swap, a shutdown) may take to answer what it holds.
+        self.drain_timeout = drain_timeout or settings.drain_timeout_s
         self.log = PredictionLog(store, mode=log_mode)
         self.max_batch_rows = max_batch_rows
         self.poll_interval = poll_interval
@@ -135,6 +144,9 @@ class ServingService:
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._learning: set[str] = set()  # versions whose input types are being recorded
+        self._retiring: set[asyncio.Task[None]] = set()  # versions draining after a swap
+        self._refreshing = asyncio.Lock()
+        self._stopping = False
         self.metrics: Any = None  # set by the app: prodml.serving.metrics.ServingMetrics
         self.started = False
 
@@ -152,17 +164,33 @@ class ServingService:
         self.started = True
 
     async def stop(self) -> None:
+        """Drain, then close, in this order (uvicorn has stopped taking connections and
+        waited for the requests in flight): no more swaps; every version answers what it
+        holds (at most ``drain_timeout``); shadows and background writes get a moment to
+        finish; the prediction log commits everything queued and closes."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(self._drain_out(batcher) for batcher in
+                               self._batchers.values()), *self._retiring,
+                             return_exceptions=True)
+        if self._background:
+            _, late = await asyncio.wait(set(self._background), timeout=5)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         await asyncio.to_thread(self.log.close)
-        for batcher in self._batchers.values():
-            batcher.close()
 
     async def refresh(self) -> None:
-        """Load what changed in the store (models first, then the new deployment)."""
+        """Load what changed in the store (models first, then the new deployment), then
+        retire the versions no deployment uses any more (they drain in the background)."""
+        # One at a time (the poll loop, the canary loop and an admin change all refresh):
+        # otherwise one could retire a version the other has just loaded for its deployment.
+        async with self._refreshing:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         current = await asyncio.to_thread(revisions, store=self.store)
         for name, revision in current.items():
             if self.only is not None and name not in self.only:
@@ -183,7 +211,17 @@ class ServingService:
             self._validators.pop(ref, None)
             batcher = self._batchers.pop(ref, None)
             if batcher is not None:
-                batcher.close()
+                task = asyncio.get_running_loop().create_task(self._drain_out(batcher))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+
+    async def _drain_out(self, batcher: MicroBatcher) -> None:
+        """Retire a version: it answers what it holds, then is closed (see MicroBatcher)."""
+        left = await batcher.drain(self.drain_timeout)
+        if left:
+            log.error("model %s: %d requests not answered within the drain deadline "
+                      "(%g s); they were answered 503", batcher.model.ref, left,
+                      self.drain_timeout)
 
     def _prepare(self, endpoint: Endpoint) -> _Live:
         live = _Live(endpoint)
@@ -298,8 +336,13 @@ class ServingService:
 
     async def score(self, endpoint: str, columns: dict[str, list[Any]], *,
                     version: int | None = None, routing_key: str | None = None,
-                    protocol: str = "plain") -> Scored:
-        """Answer one request; its rows are logged before this returns (durable mode)."""
+                    protocol: str = "plain", rerouted: bool = False) -> Scored:
+        """Answer one request; its rows are logged before this returns (durable mode).
+
+        A request that reaches a version after it was retired (only possible across an
+        await: a candidate's failure handed to a primary swapped out meanwhile) is routed
+        again, once, on the deployment now in place (``rerouted``): nothing was computed.
+        """
         started = time.perf_counter()
         live = self._get(endpoint)
         ep = live.endpoint
@@ -321,6 +364,12 @@ class ServingService:
         route = decision.route
         try:
             answer = await self._batchers[model.ref].predict(columns, rows)
+        except BatcherClosedError as exc:
+            if exc.taken or rerouted or self._stopping:
+                raise self._unavailable(live, model, route, columns, rows, started,
+                                        routing_key, exc) from None
+            return await self.score(endpoint, columns, version=version,
+                                    routing_key=routing_key, protocol=protocol, rerouted=True)
         except Exception as exc:
             detail = f"{type(exc).__name__}: {exc}"
             failed = self._records(live, model, "canary" if route == "canary" else route,
@@ -332,7 +381,14 @@ class ServingService:
                 primary = next(d.leaves(decision.canary.primary)).model
                 model, route = live.models[primary], "primary"
                 try:
-                    answer = await self._batchers[model.ref].predict(columns, rows)
+                    answer = await self._batcher(model.ref).predict(columns, rows)
+                except BatcherClosedError as again:
+                    if again.taken or rerouted or self._stopping:
+                        raise self._unavailable(live, model, route, columns, rows, started,
+                                                routing_key, again) from None
+                    return await self.score(endpoint, columns, version=version,
+                                            routing_key=routing_key, protocol=protocol,
+                                            rerouted=True)
                 except Exception as again:
                     return await self._fallback(live, columns, rows, started, routing_key,
                                                 f"{type(again).__name__}: {again}")
@@ -347,6 +403,26 @@ class ServingService:
         self._count(ep.name, model, route, "ok", started, rows)
         self._after(live, decision, columns, rows, scored, routing_key, checked)
         return scored
+
+    def _batcher(self, ref: str) -> MicroBatcher:
+        batcher = self._batchers.get(ref)
+        if batcher is None:  # retired and drained since the request was routed
+            raise BatcherClosedError(ref, "it is no longer loaded", taken=False)
+        return batcher
+
+    def _unavailable(self, live: _Live, model: LoadedModel, route: str,
+                     columns: dict[str, list[Any]], rows: int, started: float,
+                     routing_key: str | None, exc: BatcherClosedError
+                     ) -> ModelUnavailableError:
+        """A retired version did not answer (its drain deadline passed, or the server is
+        shutting down): a 503 the caller may retry, recorded in the log and the metrics as
+        the server's failure. Not handed to the fallback rule: the endpoint is not failing,
+        this process is changing what it serves."""
+        detail = str(exc) if exc.taken else "the server is shutting down"
+        self.log.write_nowait(self._records(live, model, route, columns, rows, None, started,
+                                            routing_key, "error", detail))
+        self._count(live.endpoint.name, model, route, "error", started)
+        return ModelUnavailableError(live.endpoint.name, detail)
 
     def _answer(self, live: _Live, model: LoadedModel, route: str,
                 automation: d.Automation | None, answer: Predicted, rows: int) -> Scored:
@@ -488,7 +564,7 @@ class ServingService:
             if validator is not checked:  # the same rules passed already
                 validator(columns)
             async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
-                answer = await self._batchers[ref].predict(columns, rows)
+                answer = await self._batcher(ref).predict(columns, rows)
         except TimeoutError:
             status, error = "timeout", f"no answer within {timeout:g} s"
         except Exception as exc:
