@@ -2,7 +2,10 @@
 
 At each check the candidate's answers since its step began are read from the prediction log
 (so every worker and replica sees the same numbers) and held against the guards, as Flagger
-and Argo Rollouts analyse a step:
+and Argo Rollouts analyse a step. A step begins in the write that starts it: its start is
+stamped by the database's clock and its answers are those logged under that endpoint
+revision or a later one (see :func:`step_window`), so no replica's clock decides which
+answers count and a candidate's answers under an older deployment never do:
 
 - error rate, latency p99 of the candidate;
 - disagreement: the share of the candidate's answers that differ from the primary's answer
@@ -37,11 +40,16 @@ from sqlalchemy.orm import aliased
 
 from prodml.serving import deployment as d
 from prodml.serving.endpoints import ConcurrentChangeError, Endpoint, change
-from prodml.store import Store, now_ms
+from prodml.store import Store, db_now_ms
 from prodml.store import tables as t
 
 log = logging.getLogger("prodml.canary")
 ACTOR = "canary-controller"
+# How far behind the database's clock a replica's clock may be and its answers still count:
+# a step's answers are found by revision; this lower bound on the replica-stamped ``time``
+# only lets the query use the (endpoint, time) index and keeps a recreated endpoint's
+# older rows out.
+CLOCK_SKEW_ALLOWANCE_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -149,7 +157,7 @@ def apply(canary: d.Canary, verdict: Verdict, now: int) -> tuple[d.Node | None, 
         return canary.primary, "rollback"
     if verdict.action == "promote":
         return canary.candidate, "promote"
-    if verdict.action == "step":
+    if verdict.action == "step":  # the write stamps the new step (endpoints.change)
         return canary.model_copy(update={"step_index": canary.step_index + 1,
                                          "step_started_at": now, "failed_checks": 0}), "step"
     if verdict.action == "failed_check":
@@ -158,13 +166,28 @@ def apply(canary: d.Canary, verdict: Verdict, now: int) -> tuple[d.Node | None, 
     return None, "wait"
 
 
+def step_window(endpoint: str, canary: d.Canary) -> Any:
+    """Which logged answers belong to the canary's current step: those routed by the
+    revision that started the step or a later one (every record carries the revision the
+    replica served), not older than the step's database-clock start less
+    :data:`CLOCK_SKEW_ALLOWANCE_MS`. A canary stamped before revisions were recorded falls
+    back to its start time alone."""
+    p = t.predictions
+    since = canary.step_started_at or 0
+    if canary.step_revision is None:
+        return and_(p.c.endpoint == endpoint, p.c.time >= since)
+    return and_(p.c.endpoint == endpoint, p.c.time >= since - CLOCK_SKEW_ALLOWANCE_MS,
+                p.c.revision >= canary.step_revision)
+
+
 def step_stats(store: Store, endpoint: str, canary: d.Canary, now: int) -> StepStats:
-    """The candidate's numbers since its step began, from the prediction log."""
+    """The candidate's numbers since its step began, from the prediction log (``now``: the
+    database's clock, as the step's start is)."""
     since = canary.step_started_at or 0
     candidate = _model_of(canary.candidate)
     primary = _model_of(canary.primary)
     p = t.predictions
-    in_step = and_(p.c.endpoint == endpoint, p.c.time >= since)
+    in_step = step_window(endpoint, canary)
     with store.read() as conn:
         rows = conn.execute(select(p.c.status, p.c.latency_ms, p.c.prediction)
                             .where(in_step, p.c.route == "canary",
@@ -245,7 +268,9 @@ def check_endpoint(store: Store, endpoint: Endpoint, *, now: int | None = None
     canary = d.find(endpoint.spec, d.Canary)
     if canary is None or endpoint.paused:
         return None
-    now = now or now_ms()
+    if now is None:  # the step's start is the database's clock: so is its elapsed time
+        with store.read() as conn:
+            now = db_now_ms(conn)
     stats = step_stats(store, endpoint.name, canary, now)
     verdict = judge(canary, stats, now)
     node, action = apply(canary, verdict, now)

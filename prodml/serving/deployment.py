@@ -92,7 +92,11 @@ class Canary(_Node):
     step_index: int = Field(0, ge=0)
     step_every_requests: int | None = Field(None, ge=1)  # candidate answers per step
     step_every_seconds: float | None = Field(None, gt=0)
-    step_started_at: int | None = None  # ms; set when a step begins
+    # When the current step began: stamped by the database's clock, and the endpoint
+    # revision, in the write that starts the step (see :func:`stamp_steps`). The step's
+    # answers are those logged under that revision or a later one.
+    step_started_at: int | None = None  # ms since the epoch, the database's clock
+    step_revision: int | None = None
     routing_key: str | None = None  # input field that keeps a caller on one side
     guards: Guards = Guards()
     failed_checks: int = Field(0, ge=0)
@@ -249,6 +253,92 @@ def replace(node: Node, old: Any, new: Any) -> Node:
         if any(a.node is not b.node for a, b in zip(mirrors, node.mirrors)):
             updates["mirrors"] = mirrors
     return node.model_copy(update=updates) if updates else node
+
+
+def transform(node: Node, fn: Any) -> Node:
+    """The tree with ``fn`` applied to every node, children first (mirrors included)."""
+    updates: dict[str, Any] = {}
+    for name in ("primary", "candidate", "blue", "green", "node"):
+        child = getattr(node, name, None)
+        if child is not None:
+            mapped = transform(child, fn)
+            if mapped is not child:
+                updates[name] = mapped
+    if isinstance(node, Shadow):
+        mirrors = tuple(m.model_copy(update={"node": transform(m.node, fn)})
+                        for m in node.mirrors)
+        if any(a.node is not b.node for a, b in zip(mirrors, node.mirrors)):
+            updates["mirrors"] = mirrors
+    return fn(node.model_copy(update=updates) if updates else node)
+
+
+def nodes(node: Node) -> Iterator[Node]:
+    """Every node of the tree, depth first (mirrors included)."""
+    yield node
+    for child in _children(node):
+        yield from nodes(child)
+
+
+def without_canaries(node: Node) -> Node:
+    """The tree with every canary replaced by its primary: what a rollback restores.
+
+    >>> describe(without_canaries(parse_spec({"kind": "shadow", "mirrors": ["m/3"],
+    ...     "primary": {"kind": "canary", "primary": "m/1", "candidate": "m/2"}})))
+    'm/1 (shadow: m/3 100%)'
+    """
+    return transform(node, lambda n: n.primary if isinstance(n, Canary) else n)
+
+
+_CLOCK = ("step_started_at", "step_revision", "failed_checks")
+
+
+def _step_key(canary: Canary) -> str:
+    """A canary at its step, whatever its clock: equal keys are the same step running."""
+    import json
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in _CLOCK}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+    return json.dumps(strip(canary.to_dict()), sort_keys=True)
+
+
+def stamp_steps(before: Node | None, after: Node, now: int, revision: int) -> Node:
+    """``after`` (about to be written as ``revision`` at ``now``, the database's clock) with
+    the clock of every canary in it set, however deep.
+
+    A canary already running in ``before`` at the same step, with the same settings, keeps
+    its clock (a pause, a policy change, a failed check, the same spec applied again); any
+    other canary (new, deployed again with other settings, or moved to its next step) starts
+    its step now, at ``revision``. A stamp written in the spec itself is never used.
+
+    >>> c = parse_spec({"kind": "canary", "primary": "m/1", "candidate": "m/2"})
+    >>> first = stamp_steps(None, c, now=1000, revision=3)
+    >>> first.step_started_at, first.step_revision
+    (1000, 3)
+    >>> stamp_steps(first, c, now=2000, revision=4) == first
+    True
+    >>> stamp_steps(first, c.model_copy(update={"step_index": 1}), 2000, 4).step_revision
+    4
+    """
+    running: dict[str, Canary] = {}
+    for node in nodes(before) if before is not None else ():
+        if isinstance(node, Canary) and node.step_started_at is not None:
+            running.setdefault(_step_key(node), node)
+
+    def stamp(node: Node) -> Node:
+        if not isinstance(node, Canary):
+            return node
+        prior = running.get(_step_key(node))
+        clock = (prior.step_started_at, prior.step_revision) if prior is not None \
+            else (now, revision)
+        if (node.step_started_at, node.step_revision) == clock:
+            return node
+        return node.model_copy(update={"step_started_at": clock[0],
+                                       "step_revision": clock[1]})
+    return transform(after, stamp)
 
 
 def _children(node: Node) -> list[Node]:

@@ -31,7 +31,7 @@ from sqlalchemy import select, update
 
 from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
 from prodml.serving import deployment as d
-from prodml.store import Store, get_store, now_ms
+from prodml.store import Store, db_now_ms, get_store, now_ms
 from prodml.store import tables as t
 
 STRATEGIES = ("direct", "shadow", "canary", "blue-green")
@@ -152,7 +152,9 @@ def change(name: str, transform: Callable[[Endpoint], tuple[d.Node, bool, str, s
     ``policy`` holds policy keys to change with it (merged, see :func:`merge_policy`), or
     a function of the current policy giving them (run against the policy it replaces).
     With ``expected_revision`` the change applies only if nobody changed the endpoint since
-    (else :class:`ConcurrentChangeError`); without it, it retries on a race.
+    (else :class:`ConcurrentChangeError`); without it, it retries on a race. Every canary
+    step the change starts is stamped in the same transaction, by the database's clock
+    (:func:`~prodml.serving.deployment.stamp_steps`).
     """
     store = store or get_store()
     for _ in range(20):
@@ -164,6 +166,7 @@ def change(name: str, transform: Callable[[Endpoint], tuple[d.Node, bool, str, s
                               policy(current.policy) if callable(policy) else policy)
         now = now_ms()
         with store.write() as conn:
+            spec = d.stamp_steps(current.spec, spec, db_now_ms(conn), current.revision + 1)
             done = conn.execute(update(t.endpoints)
                                 .where(t.endpoints.c.name == name,
                                        t.endpoints.c.revision == current.revision)
@@ -409,7 +412,7 @@ def plan(current: d.Node | None, model: str, strategy: str = "direct", *,
         options: dict[str, Any] = {"primary": primary, "candidate": new,
                                    "step_every_requests": step_every_requests,
                                    "step_every_seconds": step_every_seconds,
-                                   "routing_key": routing_key, "step_started_at": now_ms()}
+                                   "routing_key": routing_key}  # its clock: on write
         if steps:
             options["steps"] = tuple(float(s) for s in steps)
         if guards:
@@ -557,14 +560,15 @@ def deploy(name: str, model: str | d.Node | dict[str, Any], strategy: str = "dir
         from sqlalchemy.exc import IntegrityError
         try:
             with store.write() as conn:
+                first = d.stamp_steps(None, spec, db_now_ms(conn), 1)
                 conn.execute(t.endpoints.insert().values(
-                    name=name, spec=spec.to_dict(), revision=1, paused=False,
+                    name=name, spec=first.to_dict(), revision=1, paused=False,
                     fallback=fallback, policy=updates({}) or None, created_at=now,
                     updated_at=now))
                 conn.execute(t.deployment_events.insert().values(
                     endpoint=name, revision=1, time=now, actor=actor or default_actor(),
                     action="deploy", reason=_with_note(reason, note), from_spec=None,
-                    to_spec=spec.to_dict()))
+                    to_spec=first.to_dict()))
             return get_endpoint(name, store=store)
         except IntegrityError:  # created concurrently: fall through to a recorded change
             pass
@@ -591,20 +595,39 @@ def _check_name(name: str) -> None:
                                 "only letters, digits, '_', '-' and '.' (255 at most)")
 
 
+# The changes a rollback undoes: those that move traffic on purpose. A canary's steps are
+# part of its deploy (undoing one goes back to before the canary); pause, resume, policy
+# and fallback changes, failed checks and rollbacks themselves are not undone (so a second
+# rollback restores the same tree again rather than walking forward).
+UNDOABLE = ("deploy", "promote", "switch")
+
+
+def rollback_target(events: list[DeploymentEvent]) -> tuple[DeploymentEvent, d.Node] | None:
+    """The change a rollback undoes (the newest deploy, promote or switch, by a person or the
+    canary controller) and the tree it restores: the tree before that change with every
+    canary replaced by its primary, so a rolled-back canary never runs (or is promoted)
+    again. ``events`` newest first, as :func:`history` gives them."""
+    event = next((e for e in events if e.action in UNDOABLE and e.from_spec), None)
+    if event is None:
+        return None
+    return event, d.without_canaries(d.parse_spec(event.from_spec))
+
+
 def rollback(name: str, *, reason: str | None = None, actor: str | None = None,
              store: Store | None = None) -> Endpoint:
-    """Undo the last deployment change: a running canary goes back to its primary, a
-    blue-green switch goes back to the other colour, otherwise the tree before the last
-    deploy/promote returns."""
+    """Return the endpoint to the primary it had before its last deploy, promote or switch
+    (see :func:`rollback_target`): after a promote, the canary's old primary, not the
+    canary; after a running canary's deploy or steps, the tree before the canary; after a
+    blue-green switch, the other colour. To run a canary again, deploy it again."""
     store = store or get_store()
-    events = history(name, limit=1000, store=store)
-    target = next((e.from_spec for e in events
-                   if e.action in ("deploy", "promote", "switch") and e.from_spec), None)
-    if target is None:
-        raise InvalidInputError("endpoint", name, "has no earlier deployment to roll back to")
-    spec = d.parse_spec(target)
-    return change(name, lambda ep: (spec, ep.paused, "rollback", reason), actor=actor,
-                  store=store)
+
+    def back(ep: Endpoint) -> tuple[d.Node, bool, str, str | None]:
+        found = rollback_target(history(name, limit=1000, store=store))
+        if found is None:
+            raise InvalidInputError("endpoint", name,
+                                    "has no earlier deployment to roll back to")
+        return found[1], ep.paused, "rollback", reason
+    return change(name, back, actor=actor, store=store)
 
 
 def switch(name: str, *, reason: str | None = None, actor: str | None = None,

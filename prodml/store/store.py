@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Table, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -26,6 +26,22 @@ from prodml.store.engine import current_revision, open_engine, write
 def now_ms() -> int:
     """Milliseconds since the Unix epoch: the store's unit of time."""
     return time.time_ns() // 1_000_000
+
+
+# The database's clock in the same unit. PostgreSQL's now() is the start of the current
+# transaction (every stamp of one write agrees); SQLite's 'now' is fixed for one statement
+# and read from the clock of the host that opened the file.
+_DB_NOW_MS = {
+    "postgresql": "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM now()) * 1000) AS BIGINT)",
+    "sqlite": "SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000"
+              " + CAST(substr(strftime('%f', 'now'), 4) AS INTEGER)",
+}
+
+
+def db_now_ms(conn: Connection) -> int:
+    """Milliseconds since the Unix epoch by the database's clock, read on ``conn`` (inside
+    a write, the time of that write): one clock for every replica, whatever theirs say."""
+    return int(conn.execute(text(_DB_NOW_MS[conn.dialect.name])).scalar_one())
 
 
 @dataclass

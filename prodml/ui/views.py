@@ -3,7 +3,7 @@
 Nothing is decided here: the split is read off the deployment tree as it stands (a
 canary's weight, the active colour), and the rollback target is the one
 :func:`prodml.serving.endpoints.rollback` restores (the tree before the last deploy,
-promote or switch).
+promote or switch, with no canary in it).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from prodml.serving import deployment as d
+from prodml.serving import endpoints as eps
 from prodml.serving.endpoints import DeploymentEvent, Endpoint
 
 STRATEGY_NAMES = {"direct": "direct", "shadow": "shadow", "canary": "canary",
@@ -81,10 +82,9 @@ def timeline(events: list[DeploymentEvent]) -> list[dict[str, Any]]:
 
 
 def rollback_target(events: list[DeploymentEvent]) -> dict[str, Any] | None:
-    """What a rollback restores now (see :func:`prodml.serving.endpoints.rollback`)."""
-    event = next((e for e in events if e.action in ("deploy", "promote", "switch")
-                  and e.from_spec), None)
-    if event is None:
+    """What a rollback restores now (see :func:`prodml.serving.endpoints.rollback_target`)."""
+    found = eps.rollback_target(events)
+    if found is None:
         return None
-    return {"undoes": event.revision, "action": event.action,
-            "restores": event.to_dict()["from_summary"]}
+    event, spec = found
+    return {"undoes": event.revision, "action": event.action, "restores": d.describe(spec)}
