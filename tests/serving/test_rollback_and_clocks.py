@@ -251,3 +251,112 @@ def test_a_canary_from_a_spec_is_judged_only_on_its_own_answers(models):
     assert "(1 of 20 candidate requests)" in verdict.reason
     event = eps.history("ep", store=store)[0]
     assert event.actor == "canary-controller" and "requests=20 errors=1" in event.reason
+
+
+# ---- a real server under traffic ----------------------------------------------------------
+
+@pytest.mark.slow
+def test_rollback_after_a_promote_under_traffic_serves_the_old_primary_and_stays(served):
+    import threading
+
+    import httpx
+
+    from tests.serving.conftest import admin_headers
+
+    store = served.store
+    first = eps.deploy("loan", "loan/1", store=store, reason="reset")
+    answered: list[tuple[int | None, int | None, int | None]] = []  # code, version, revision
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=served.url, timeout=5) as caller:
+            i = 0
+            while not stop.is_set():
+                try:
+                    r = caller.post("/endpoints/loan/predict", json={
+                        **served.records(1, i % 500)[0], "routing_key": f"k{i}"})
+                    body = r.json() if r.status_code == 200 else {}
+                    answered.append((r.status_code, body.get("model_version"),
+                                     body.get("revision")))
+                except httpx.HTTPError:
+                    answered.append((None, None, None))
+                i += 1
+
+    caller = threading.Thread(target=load, daemon=True)
+    caller.start()
+    try:
+        with httpx.Client(base_url=served.url, timeout=30,
+                          headers=admin_headers(served.home)) as client:
+            assert served.wait_for(lambda: any(a[2] == first.revision for a in answered))
+            deployed = client.post("/endpoints/loan/deploy", json={
+                "model": "loan/2", "strategy": "canary", "steps": [50, 100],
+                "step_every_requests": 10, "guards": {"min_requests": 10,
+                                                      "max_latency_p99_ms": 5000}})
+            assert deployed.status_code == 200, deployed.text
+            promoted = served.wait_for(lambda: client.get("/endpoints/loan").json()["spec"]
+                                       == {"kind": "direct", "model": "loan/2"}, timeout=30)
+            assert promoted, client.get("/endpoints/loan/history").json()[:3]
+            back = client.post("/endpoints/loan/rollback", json={"reason": "worse"})
+            assert back.status_code == 200, back.text
+            assert back.json()["spec"] == {"kind": "direct", "model": "loan/1"}
+            revision = back.json()["revision"]
+            assert served.wait_for(lambda: any((a[2] or 0) >= revision for a in answered))
+            time.sleep(3)  # the controller checks every 0.5 s: it must find nothing to do
+            stop.set()
+            caller.join(10)
+            after = [a for a in answered if (a[2] or 0) >= revision]
+            assert len(after) >= 10 and {a[:2] for a in after} == {(200, 1)}, after[:5]
+            now = client.get("/endpoints/loan").json()
+            events = client.get("/endpoints/loan/history").json()
+        assert now["spec"] == {"kind": "direct", "model": "loan/1"}
+        assert now["revision"] == revision
+        assert [e["action"] for e in events[:2]] == ["rollback", "promote"]
+        assert events[1]["actor"] == "canary-controller"
+    finally:
+        stop.set()
+        caller.join(10)
+
+
+@pytest.mark.slow
+def test_a_canary_deployed_as_a_spec_over_http_waits_for_its_own_answers(served):
+    import re
+
+    store = served.store
+    eps.deploy("loan", "loan/1", store=store, reason="reset")
+
+    def send(client, n: int, start: int) -> list[dict]:
+        out = []
+        for i in range(start, start + n):
+            r = client.post("/endpoints/loan/predict", json={
+                **served.records(1, i % 500)[0], "routing_key": f"s{i}"})
+            assert r.status_code == 200, r.text
+            out.append(r.json())
+        return out
+
+    with served.client() as client:
+        old = client.post("/endpoints/loan/deploy", json={
+            "model": "loan/2", "strategy": "canary", "steps": [50, 100],
+            "step_every_requests": 10_000, "guards": {"max_latency_p99_ms": 5000}})
+        assert old.status_code == 200, old.text
+        assert served.wait_for(lambda: send(client, 1, 0)[0]["revision"]
+                               == old.json()["revision"])
+        before = send(client, 80, 0)
+        assert sum(a["route"] == "canary" for a in before) >= 20  # answers of the past
+        assert client.post("/endpoints/loan/rollback", json={}).status_code == 200
+        spec = client.post("/endpoints/loan/deploy", json={"spec": {
+            "kind": "canary", "primary": "loan/1", "candidate": "loan/2", "steps": [50, 100],
+            "step_every_requests": 15, "guards": {"min_requests": 15,
+                                                  "max_latency_p99_ms": 5000}}})
+        assert spec.status_code == 200, spec.text
+        started = spec.json()["spec"]
+        assert started["step_revision"] == spec.json()["revision"]
+        time.sleep(2)  # no traffic: the controller (every 0.5 s) must not pass the step
+        assert client.get("/endpoints/loan").json()["revision"] == spec.json()["revision"]
+        mine = send(client, 60, 100)
+        new_answers = sum(a["route"] == "canary" for a in mine)
+        assert served.wait_for(lambda: client.get("/endpoints/loan/history").json()[0][
+            "action"] == "step", timeout=10)
+        step = client.get("/endpoints/loan/history").json()[0]
+    assert step["actor"] == "canary-controller"
+    counted = int(re.search(r"requests=(\d+)", step["reason"]).group(1))
+    assert 15 <= counted <= new_answers, (counted, new_answers, step["reason"])
