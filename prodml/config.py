@@ -18,6 +18,10 @@
   SIGTERM) may take to answer the requests it holds before they fail with a 503 (default 30).
 - ``PRODML_REQUIRE_BLESSING``: ``1`` makes every endpoint refuse a version without a
   passing gate (as if deployed with ``--require-blessing``); default off.
+- ``PRODML_POLL_INTERVAL``: seconds between a server's reads of the endpoints' revisions
+  (default 0.5); the fallback where changes are not announced.
+- ``PRODML_NOTIFY``: on PostgreSQL, each server listens for announced endpoint changes
+  (``LISTEN/NOTIFY``) and switches at once; ``0`` leaves it to polling (default ``1``).
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class Settings:
     fallback_timeout_ms: float = 50.0
     require_blessing: bool = False
     drain_timeout_s: float = 30.0
+    poll_interval: float = 0.5
+    notify: bool = True
 
     @classmethod
     def from_env(cls, environ: "os._Environ[str] | dict[str, str] | None" = None) -> "Settings":
@@ -77,7 +83,9 @@ class Settings:
                    fallback_timeout_ms=_positive(env, "PRODML_FALLBACK_TIMEOUT_MS", 50.0),
                    require_blessing=_flag(env.get("PRODML_REQUIRE_BLESSING"),
                                           "PRODML_REQUIRE_BLESSING"),
-                   drain_timeout_s=_positive(env, "PRODML_DRAIN_TIMEOUT", 30.0))
+                   drain_timeout_s=_positive(env, "PRODML_DRAIN_TIMEOUT", 30.0),
+                   poll_interval=_positive(env, "PRODML_POLL_INTERVAL", 0.5),
+                   notify=_flag(env.get("PRODML_NOTIFY") or "1", "PRODML_NOTIFY"))
 
 
 def _names(value: str | None) -> tuple[str, ...]:

@@ -211,7 +211,7 @@ def records_to_columns(records: list[Any]) -> dict[str, list[Any]]:
 def create_app(store: Store | None = None, *, log_mode: str | None = None,
                endpoints: list[str] | None = None, admin_token: str | None = None,
                access: AccessPolicy | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES, poll_interval: float = 0.5,
+               max_body_bytes: int = MAX_BODY_BYTES, poll_interval: float | None = None,
                max_batch_rows: int = 256) -> FastAPI:
     """The server for the store's endpoints (all of them, or those named).
 

@@ -3,7 +3,9 @@
 Every change is a compare-and-set on the endpoint's revision plus one ``deployment_events``
 row (who, when, why, from, to) in the same transaction, so concurrent writers (several
 server workers running canary checks, a person running ``prodml rollback``) never lose an
-update, and any state can be restored from the history.
+update, and any state can be restored from the history. On PostgreSQL the same transaction
+announces the new revision (``NOTIFY``, see :mod:`prodml.serving.changes`): every writer of
+the row calls :func:`~prodml.serving.changes.announce` next to its history row.
 
 >>> from sklearn.dummy import DummyClassifier
 >>> import prodml as pm, pandas as pd
@@ -31,6 +33,7 @@ from sqlalchemy import select, update
 
 from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
 from prodml.serving import deployment as d
+from prodml.serving.changes import announce
 from prodml.store import Store, db_now_ms, get_store, now_ms
 from prodml.store import tables as t
 
@@ -178,6 +181,7 @@ def change(name: str, transform: Callable[[Endpoint], tuple[d.Node, bool, str, s
                     endpoint=name, revision=current.revision + 1, time=now,
                     actor=actor or default_actor(), action=action, reason=reason,
                     from_spec=current.spec.to_dict(), to_spec=spec.to_dict()))
+                announce(conn, name, current.revision + 1)
                 return Endpoint(name, spec, current.revision + 1, paused, current.fallback,
                                 current.created_at, now, merged)
         if expected_revision is not None:
@@ -569,6 +573,7 @@ def deploy(name: str, model: str | d.Node | dict[str, Any], strategy: str = "dir
                     endpoint=name, revision=1, time=now, actor=actor or default_actor(),
                     action="deploy", reason=_with_note(reason, note), from_spec=None,
                     to_spec=first.to_dict()))
+                announce(conn, name, 1)
             return get_endpoint(name, store=store)
         except IntegrityError:  # created concurrently: fall through to a recorded change
             pass
@@ -666,6 +671,7 @@ def set_fallback(name: str, rule: str | None, *, actor: str | None = None,
             endpoint=name, revision=current.revision + 1, time=now,
             actor=actor or default_actor(), action="fallback", reason=rule,
             from_spec=current.spec.to_dict(), to_spec=current.spec.to_dict()))
+        announce(conn, name, current.revision + 1)
     return get_endpoint(name, store=store)
 
 

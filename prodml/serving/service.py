@@ -2,8 +2,10 @@
 
 One :class:`ServingService` per server process. It keeps each endpoint's deployment in
 memory and polls the store's revisions (one cheap query every ``poll_interval``), so every
-worker picks up a deployment change within a second; new model versions are loaded *before*
-the new deployment takes traffic, so no request is routed to a version that is not ready.
+worker picks up a deployment change within a second; on PostgreSQL it also listens for the
+changes' announcements (``LISTEN/NOTIFY``, :mod:`prodml.serving.changes`) and refreshes at
+once, polling staying as the fallback. New model versions are loaded *before* the new
+deployment takes traffic, so no request is routed to a version that is not ready.
 
 A request's life (``score``): route through the deployment tree → validate against the
 answering version's schema → predict through that version's micro-batcher → apply the
@@ -31,6 +33,7 @@ from typing import Any
 from prodml.errors import InvalidInputError, NotFoundError, ProdmlError
 from prodml.serving import deployment as d
 from prodml.serving.canary import check_endpoint
+from prodml.serving.changes import ChangeListener
 from prodml.serving.endpoints import (Endpoint, get_endpoint, list_endpoints, marked_pii,
                                       policy_pii, revisions)
 from prodml.serving.fallback import FallbackError, answer_records, compile_rule
@@ -116,11 +119,11 @@ class ServingService:
     """Serves the store's endpoints: the object every protocol's routes call."""
 
     def __init__(self, store: Store, *, log_mode: str = "durable", max_batch_rows: int = 256,
-                 poll_interval: float = 0.5, canary_interval: float = 0.5,
+                 poll_interval: float | None = None, canary_interval: float = 0.5,
                  endpoints: list[str] | None = None,
                  fallback_allow: tuple[str, ...] | None = None,
                  fallback_timeout_ms: float | None = None,
-                 drain_timeout: float | None = None) -> None:
+                 drain_timeout: float | None = None, notify: bool | None = None) -> None:
         from prodml.config import Settings
 
         settings = Settings.from_env()
@@ -134,7 +137,12 @@ class ServingService:
         self.drain_timeout = drain_timeout or settings.drain_timeout_s
         self.log = PredictionLog(store, mode=log_mode)
         self.max_batch_rows = max_batch_rows
-        self.poll_interval = poll_interval
+        self.poll_interval = poll_interval or settings.poll_interval
+        # Announced changes (PostgreSQL only): the listener wakes the poll loop at once.
+        self.notify = (settings.notify if notify is None else notify) \
+            and store.dialect == "postgresql"
+        self.listener: ChangeListener | None = None
+        self._changed = asyncio.Event()
         self.canary_interval = canary_interval
         self.only = set(endpoints) if endpoints else None
         self._live: dict[str, _Live] = {}
@@ -161,6 +169,9 @@ class ServingService:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._poll_forever()),
                        loop.create_task(self._canaries_forever())]
+        if self.notify:
+            self.listener = ChangeListener(self.store.database_url, self._announced)
+            self._tasks.append(loop.create_task(self.listener.run()))
         self.started = True
 
     async def stop(self) -> None:
@@ -260,9 +271,24 @@ class ServingService:
                 return validator
         return RequestValidator(model.schema, model.signature)
 
+    def _announced(self, name: str | None, revision: int | None) -> None:
+        """A change was announced (``name`` None: anything may have changed)."""
+        if name is not None:
+            if self.only is not None and name not in self.only:
+                return
+            live = self._live.get(name)
+            if live is not None and revision is not None and live.endpoint.revision >= revision:
+                return  # already serving it (this process made the change, or polled first)
+        self._changed.set()
+
     async def _poll_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.poll_interval)
+            try:  # an announced change ends the wait early
+                async with asyncio.timeout(self.poll_interval):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
+            self._changed.clear()
             try:
                 await self.refresh()
             except Exception:
