@@ -22,6 +22,9 @@
   (default 0.5); the fallback where changes are not announced.
 - ``PRODML_NOTIFY``: on PostgreSQL, each server listens for announced endpoint changes
   (``LISTEN/NOTIFY``) and switches at once; ``0`` leaves it to polling (default ``1``).
+- ``PRODML_NOTIFY_URL``: the database URL that listening connection uses (default
+  ``PRODML_DATABASE_URL``): PostgreSQL itself or a session-mode pool where the store's URL
+  is a PgBouncer in transaction mode, which cannot hold a ``LISTEN``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class Settings:
     ((), 50.0)
     >>> Settings.from_env({"PRODML_FALLBACK_ALLOW": "rules:approve, my.rules:*"}).fallback_allow
     ('rules:approve', 'my.rules:*')
+    >>> s.poll_interval, s.notify, Settings.from_env({"PRODML_NOTIFY": "0"}).notify
+    (0.5, True, False)
     """
 
     home: Path
@@ -66,6 +71,7 @@ class Settings:
     drain_timeout_s: float = 30.0
     poll_interval: float = 0.5
     notify: bool = True
+    notify_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: "os._Environ[str] | dict[str, str] | None" = None) -> "Settings":
@@ -85,7 +91,8 @@ class Settings:
                                           "PRODML_REQUIRE_BLESSING"),
                    drain_timeout_s=_positive(env, "PRODML_DRAIN_TIMEOUT", 30.0),
                    poll_interval=_positive(env, "PRODML_POLL_INTERVAL", 0.5),
-                   notify=_flag(env.get("PRODML_NOTIFY") or "1", "PRODML_NOTIFY"))
+                   notify=_flag(env.get("PRODML_NOTIFY") or "1", "PRODML_NOTIFY"),
+                   notify_url=env.get("PRODML_NOTIFY_URL") or None)
 
 
 def _names(value: str | None) -> tuple[str, ...]:

@@ -141,6 +141,7 @@ class ServingService:
         # Announced changes (PostgreSQL only): the listener wakes the poll loop at once.
         self.notify = (settings.notify if notify is None else notify) \
             and store.dialect == "postgresql"
+        self.notify_url = settings.notify_url or store.database_url
         self.listener: ChangeListener | None = None
         self._changed = asyncio.Event()
         self.canary_interval = canary_interval
@@ -170,7 +171,7 @@ class ServingService:
         self._tasks = [loop.create_task(self._poll_forever()),
                        loop.create_task(self._canaries_forever())]
         if self.notify:
-            self.listener = ChangeListener(self.store.database_url, self._announced)
+            self.listener = ChangeListener(self.notify_url, self._announced)
             self._tasks.append(loop.create_task(self.listener.run()))
         self.started = True
 
