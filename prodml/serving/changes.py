@@ -93,6 +93,7 @@ class ChangeListener:
         import psycopg  # the PostgreSQL driver: only a PostgreSQL store needs it
 
         delay = self.retry_s
+        warned = False  # one warning per outage, not one per retry
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True,
@@ -102,10 +103,10 @@ class ChangeListener:
                     self.backend_pid = conn.info.backend_pid
                     self.listening = True
                     self.connections += 1
-                    delay = self.retry_s
+                    delay, warned = self.retry_s, False
                     if self.connections > 1:
-                        log.info("listening for endpoint changes again (backend %s)",
-                                 self.backend_pid)
+                        log.warning("listening for endpoint changes again (backend %s)",
+                                    self.backend_pid)
                     self.on_change(None, None)
                     async for note in conn.notifies():
                         self.received += 1
@@ -113,8 +114,10 @@ class ChangeListener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: polling covers, we retry
-                log.warning("listening for endpoint changes stopped (%s: %s); polling until "
-                            "it reconnects", type(exc).__name__, str(exc).strip()[:200])
+                (log.debug if warned else log.warning)(
+                    "listening for endpoint changes stopped (%s: %s); polling until it "
+                    "reconnects", type(exc).__name__, str(exc).strip()[:200])
+                warned = True
             finally:
                 self.listening = False
                 self.backend_pid = None

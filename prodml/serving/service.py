@@ -168,6 +168,7 @@ class ServingService:
         # every few seconds under load: a ~150 ms pause of every request in flight (the p99).
         gc.freeze()
         loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()  # of this loop (a service may be started again)
         self._tasks = [loop.create_task(self._poll_forever()),
                        loop.create_task(self._canaries_forever())]
         if self.notify:
