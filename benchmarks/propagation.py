@@ -40,6 +40,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -104,7 +105,7 @@ class Postgres:
 
 
 # ---- the store and the replicas --------------------------------------------------------------
-def build(url: str, home: Path):  # type: ignore[no-untyped-def]
+def build(url: str, home: Path) -> Any:
     import pandas as pd
     from sklearn.dummy import DummyClassifier
     from sklearn.linear_model import LogisticRegression
@@ -214,7 +215,7 @@ async def until_served(probe: Probe, revision: int, started: float, probe_s: flo
         await asyncio.sleep(probe_s)
 
 
-async def run_changes(store, replicas: list[tuple], changes: int, probe_s: float,  # type: ignore[no-untyped-def]
+async def run_changes(store: Any, replicas: list[tuple], changes: int, probe_s: float,
                       seed: int) -> list[float]:
     from prodml.serving import endpoints as eps
 
