@@ -50,6 +50,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 
 from prodml.errors import InvalidInputError, NotFoundError
 from prodml.serving import log_payload
+from prodml.serving.changes import announce
 from prodml.store import Store, get_store, now_ms
 from prodml.store import tables as t
 
@@ -187,6 +188,7 @@ def set_retention(endpoint: str, retention: str | int | None, *, archive: bool =
             endpoint=endpoint, revision=row.revision + 1, time=now_ms(),
             actor=actor or default_actor(), action="retention",
             reason=f"retention {_describe(before)} -> {_describe(wanted)}"))
+        announce(conn, endpoint, row.revision + 1)
     return wanted
 
 

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -20,8 +21,10 @@ import pytest
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 
+import prodml
 from prodml.serving import endpoints as eps
 from prodml.serving.changes import CHANNEL, announce, conninfo
+from prodml.serving.retention import set_retention
 from prodml.serving.service import ServingService
 from prodml.store import open_store, reset_default_store
 from prodml.tracking import registry
@@ -74,6 +77,7 @@ def test_every_endpoint_writer_announces_its_revision_on_commit_only(pg_store, p
         eps.switch("ep", store=pg_store)
         eps.deploy("ep", {"kind": "canary", "primary": "ep/2", "candidate": "ep/1",
                           "steps": [50, 100]}, store=pg_store)  # from a spec
+        set_retention("ep", "30d", store=pg_store)
         with pytest.raises(eps.ConcurrentChangeError):  # refused: no write, no announcement
             eps.change("ep", lambda ep: (ep.spec, ep.paused, "pause", None),
                        expected_revision=1, store=pg_store)
@@ -85,7 +89,16 @@ def test_every_endpoint_writer_announces_its_revision_on_commit_only(pg_store, p
         listener.close()
     history = sorted(e.revision for e in eps.history("ep", store=pg_store))
     assert heard == [{"endpoint": "ep", "revision": r} for r in history]
-    assert history == list(range(1, 12))
+    assert history == list(range(1, 13))
+
+
+def test_every_recorded_change_is_announced_in_its_transaction():
+    """Every writer of the endpoints row records a history row; each such place announces
+    the change too (a new writer without an announcement would leave replicas on the poll)."""
+    for path in sorted((Path(prodml.__file__).parent).rglob("*.py")):
+        source = path.read_text()
+        recorded = source.count("deployment_events.insert()")
+        assert source.count("announce(conn,") == recorded, path
 
 
 async def _until(predicate, timeout: float) -> float:
