@@ -25,6 +25,13 @@
 - ``PRODML_NOTIFY_URL``: the database URL that listening connection uses (default
   ``PRODML_DATABASE_URL``): PostgreSQL itself or a session-mode pool where the store's URL
   is a PgBouncer in transaction mode, which cannot hold a ``LISTEN``.
+- ``PRODML_DB_POOL_SIZE`` / ``PRODML_DB_MAX_OVERFLOW`` / ``PRODML_DB_POOL_TIMEOUT``: a
+  PostgreSQL store's connection pool per process: connections kept open (default 5), extra
+  ones opened under load and closed after (default 5), seconds a request waits for a free
+  connection before failing (default 30). SQLite ignores them. See ``docs/store.md``.
+- ``PRODML_CONTROLLER_LEASE_S``: how long the replica that runs the canary controller holds
+  the job without renewing it (default 5): another replica takes over within about that
+  long after the controller dies.
 """
 
 from __future__ import annotations
@@ -72,6 +79,10 @@ class Settings:
     poll_interval: float = 0.5
     notify: bool = True
     notify_url: str | None = None
+    db_pool_size: int = 5
+    db_max_overflow: int = 5
+    db_pool_timeout: float = 30.0
+    controller_lease_s: float = 5.0
 
     @classmethod
     def from_env(cls, environ: "os._Environ[str] | dict[str, str] | None" = None) -> "Settings":
@@ -92,7 +103,11 @@ class Settings:
                    drain_timeout_s=_positive(env, "PRODML_DRAIN_TIMEOUT", 30.0),
                    poll_interval=_positive(env, "PRODML_POLL_INTERVAL", 0.5),
                    notify=_flag(env.get("PRODML_NOTIFY") or "1", "PRODML_NOTIFY"),
-                   notify_url=env.get("PRODML_NOTIFY_URL") or None)
+                   notify_url=env.get("PRODML_NOTIFY_URL") or None,
+                   db_pool_size=_whole(env, "PRODML_DB_POOL_SIZE", 5, minimum=1),
+                   db_max_overflow=_whole(env, "PRODML_DB_MAX_OVERFLOW", 5, minimum=0),
+                   db_pool_timeout=_positive(env, "PRODML_DB_POOL_TIMEOUT", 30.0),
+                   controller_lease_s=_positive(env, "PRODML_CONTROLLER_LEASE_S", 5.0))
 
 
 def _names(value: str | None) -> tuple[str, ...]:
@@ -121,6 +136,26 @@ def _positive(env: "os._Environ[str] | dict[str, str]", name: str, default: floa
     if not value > 0 or value == float("inf"):
         raise InvalidInputError(name, raw, "must be a positive number")
     return value
+
+
+def _whole(env: "os._Environ[str] | dict[str, str]", name: str, default: int, *,
+           minimum: int) -> int:
+    """A whole number of at least ``minimum``; anything else names the variable.
+
+    >>> _whole({"N": " 8 "}, "N", 5, minimum=1), _whole({}, "N", 5, minimum=1)
+    (8, 5)
+    >>> _whole({"N": "2.5"}, "N", 5, minimum=0)
+    Traceback (most recent call last):
+    ...
+    prodml.errors.InvalidInputError: N='2.5': must be a whole number of at least 0
+    """
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) < minimum:
+        raise InvalidInputError(name, raw, f"must be a whole number of at least {minimum}")
+    return int(text)
 
 
 def _flag(value: str | None, name: str) -> bool:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (ArgumentError, DatabaseError, DBAPIError, InterfaceError,
                             NoSuchModuleError, OperationalError)
 
+from prodml.config import Settings
 from prodml.errors import StoreUnavailableError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -31,8 +32,14 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000
 _PG_MIGRATION_LOCK = 7_201_734_551  # any fixed bigint: the advisory lock key for migrations
 
 
-def open_engine(url: str) -> Engine:
-    """Create an engine for ``url`` and bring its schema to the latest migration."""
+def open_engine(url: str, settings: Settings | None = None) -> Engine:
+    """Create an engine for ``url`` and bring its schema to the latest migration.
+
+    A PostgreSQL engine's pool follows ``settings`` (default: the environment's
+    ``PRODML_DB_POOL_SIZE``, ``PRODML_DB_MAX_OVERFLOW``, ``PRODML_DB_POOL_TIMEOUT``); each
+    connection is checked before use (``pool_pre_ping``), so one the server dropped (a
+    restart, an idle timeout in between) is replaced instead of failing a request.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -41,8 +48,11 @@ def open_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(url, shown, parsed.database)
     elif parsed.get_backend_name() == "postgresql":
+        pool = settings or Settings.from_env()
         try:
-            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            engine = create_engine(url, pool_pre_ping=True, pool_size=pool.db_pool_size,
+                                   max_overflow=pool.db_max_overflow,
+                                   pool_timeout=pool.db_pool_timeout)
         except (NoSuchModuleError, ArgumentError) as exc:
             raise StoreUnavailableError(shown, str(exc)) from None
     else:

@@ -119,7 +119,7 @@ def open_store(database_url: str | None = None, artifacts: str | None = None, *,
     settings = Settings.from_env()
     url = database_url or settings.database_url
     location = artifacts or settings.artifacts
-    store = Store(url, open_engine(url), ArtifactStore(location))
+    store = Store(url, open_engine(url, settings), ArtifactStore(location))
     if make_default:
         with _lock:
             _set_default(store, (url, location), pinned=True)
