@@ -286,10 +286,10 @@ def history_command(endpoint: str, limit: Annotated[int, typer.Option(min=1)] = 
         print_json([e.to_dict() for e in events])
         return
     table = Table(header_style="bold")
-    for column in ("rev", "time", "action", "by", "to", "reason"):
+    for column in ("rev", "time", "action", "by", "replica", "to", "reason"):
         table.add_column(column)
     for e in events:
         info = e.to_dict()
-        table.add_row(str(e.revision), when(e.time), e.action, e.actor,
+        table.add_row(str(e.revision), when(e.time), e.action, e.actor, e.replica or "-",
                       info["to_summary"] or "-", e.reason or "")
     console.print(table)

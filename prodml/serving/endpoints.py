@@ -36,6 +36,7 @@ from prodml.serving import deployment as d
 from prodml.serving.changes import announce
 from prodml.store import Store, db_now_ms, get_store, now_ms
 from prodml.store import tables as t
+from prodml.store.leases import replica_id
 
 STRATEGIES = ("direct", "shadow", "canary", "blue-green")
 
@@ -85,11 +86,13 @@ class DeploymentEvent:
     reason: str | None
     from_spec: dict[str, Any] | None
     to_spec: dict[str, Any] | None
+    replica: str | None = None  # the process that made it, host:pid (None: before 0009)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "endpoint": self.endpoint, "revision": self.revision,
-                "time": self.time, "actor": self.actor, "action": self.action,
-                "reason": self.reason, "from": self.from_spec, "to": self.to_spec,
+                "time": self.time, "actor": self.actor, "replica": self.replica,
+                "action": self.action, "reason": self.reason, "from": self.from_spec,
+                "to": self.to_spec,
                 "from_summary": _summary(self.from_spec), "to_summary": _summary(self.to_spec)}
 
 
@@ -143,7 +146,7 @@ def history(name: str, *, limit: int = 100, store: Store | None = None
     if not rows:
         get_endpoint(name, store=store)  # raises NotFoundError for an unknown endpoint
     return [DeploymentEvent(r.id, r.endpoint, r.revision, r.time, r.actor, r.action, r.reason,
-                            r.from_spec, r.to_spec) for r in rows]
+                            r.from_spec, r.to_spec, r.replica) for r in rows]
 
 
 def change(name: str, transform: Callable[[Endpoint], tuple[d.Node, bool, str, str | None]],
@@ -180,7 +183,8 @@ def change(name: str, transform: Callable[[Endpoint], tuple[d.Node, bool, str, s
                 conn.execute(t.deployment_events.insert().values(
                     endpoint=name, revision=current.revision + 1, time=now,
                     actor=actor or default_actor(), action=action, reason=reason,
-                    from_spec=current.spec.to_dict(), to_spec=spec.to_dict()))
+                    from_spec=current.spec.to_dict(), to_spec=spec.to_dict(),
+                    replica=replica_id()))
                 announce(conn, name, current.revision + 1)
                 return Endpoint(name, spec, current.revision + 1, paused, current.fallback,
                                 current.created_at, now, merged)
@@ -572,7 +576,8 @@ def deploy(name: str, model: str | d.Node | dict[str, Any], strategy: str = "dir
                 conn.execute(t.deployment_events.insert().values(
                     endpoint=name, revision=1, time=now, actor=actor or default_actor(),
                     action="deploy", reason=_with_note(reason, note), from_spec=None,
-                    to_spec=first.to_dict()))
+                    to_spec=first.to_dict(),
+                    replica=replica_id()))
                 announce(conn, name, 1)
             return get_endpoint(name, store=store)
         except IntegrityError:  # created concurrently: fall through to a recorded change
@@ -670,7 +675,8 @@ def set_fallback(name: str, rule: str | None, *, actor: str | None = None,
         conn.execute(t.deployment_events.insert().values(
             endpoint=name, revision=current.revision + 1, time=now,
             actor=actor or default_actor(), action="fallback", reason=rule,
-            from_spec=current.spec.to_dict(), to_spec=current.spec.to_dict()))
+            from_spec=current.spec.to_dict(), to_spec=current.spec.to_dict(),
+            replica=replica_id()))
         announce(conn, name, current.revision + 1)
     return get_endpoint(name, store=store)
 

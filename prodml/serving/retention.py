@@ -53,6 +53,7 @@ from prodml.serving import log_payload
 from prodml.serving.changes import announce
 from prodml.store import Store, get_store, now_ms
 from prodml.store import tables as t
+from prodml.store.leases import replica_id
 
 log = logging.getLogger("prodml.serving.retention")
 POLICY_KEYS = ("retention", "archive", "keep_labelled")
@@ -187,7 +188,8 @@ def set_retention(endpoint: str, retention: str | int | None, *, archive: bool =
         conn.execute(t.deployment_events.insert().values(
             endpoint=endpoint, revision=row.revision + 1, time=now_ms(),
             actor=actor or default_actor(), action="retention",
-            reason=f"retention {_describe(before)} -> {_describe(wanted)}"))
+            reason=f"retention {_describe(before)} -> {_describe(wanted)}",
+            replica=replica_id()))
         announce(conn, endpoint, row.revision + 1)
     return wanted
 

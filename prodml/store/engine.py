@@ -27,7 +27,7 @@ from prodml.errors import StoreUnavailableError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in migrations/versions; a test checks it against Alembic's own view.
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _PG_MIGRATION_LOCK = 7_201_734_551  # any fixed bigint: the advisory lock key for migrations
 

@@ -213,6 +213,9 @@ deployment_events = Table(
     Column("reason", Text),
     Column("from_spec", JSON),
     Column("to_spec", JSON),
+    # (0009) the server process that made the change, "host:pid" (prodml.store.replica_id):
+    # a canary step taken by the controller, or the replica whose admin API was called.
+    Column("replica", String(255)),
 )
 Index("ix_deployment_events_endpoint", deployment_events.c.endpoint, deployment_events.c.id)
 
@@ -231,6 +234,17 @@ prediction_batches = Table(
 )
 Index("ix_prediction_batches_endpoint_time", prediction_batches.c.endpoint,
       prediction_batches.c.time_last)
+
+# (0009) A job that one server process at a time does for the whole fleet (the canary
+# controller): held by ``holder`` until ``expires_at`` (the database's clock, ms), renewed
+# while it works; another process takes it over once it expires.
+leases = Table(
+    "leases", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("acquired_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
 
 # One row per answered (or mirrored) request.
 predictions = Table(

@@ -181,6 +181,22 @@ def test_deploy_strategies_and_history(models):
     assert eps.revisions(store=store) == {"ep": paused.revision}
 
 
+def test_every_change_records_the_replica_that_made_it(models):
+    from prodml.store.leases import replica_id
+
+    store = models
+    eps.deploy("rp", "m/1", store=store)
+    eps.deploy("rp", "m/2", "canary", steps=[50, 100], store=store)
+    eps.promote("rp", store=store)
+    eps.rollback("rp", store=store)
+    eps.set_paused("rp", True, store=store)
+    eps.set_fallback("rp", "0", store=store)
+    events = eps.history("rp", store=store)
+    assert len(events) == 6
+    assert {e.replica for e in events} == {replica_id()}
+    assert events[0].to_dict()["replica"] == replica_id()
+
+
 def test_blue_green_switch_and_rollback(models):
     store = models
     eps.deploy("bg", "m/1", store=store)
