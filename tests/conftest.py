@@ -74,17 +74,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(data_dir: Path) -> int:
+def _start(data_dir: Path, port: int | None = None) -> int:
+    """Start the server in ``data_dir`` on ``port`` (a restart), or on a free port."""
     log = data_dir / "server.log"
     failure = ""
-    for _attempt in range(3):  # another process may grab the free port before we do
-        port = _free_port()
-        options = (f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+    for _attempt in range(3 if port is None else 1):  # a free port may be taken meanwhile
+        chosen = port or _free_port()
+        options = (f"-p {chosen} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
         done = _run(["pg_ctl", "-D", str(data_dir), "-l", str(log), "-o", options, "-w",
                      "-t", "60", "start"], timeout=90)
         if done.returncode == 0:
-            return port
+            return chosen
         failure = done.stdout + done.stderr
         if log.exists():
             failure += log.read_text(errors="replace")[-4000:]

@@ -28,14 +28,15 @@ import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette._utils import get_route_path
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from prodml.access import Identity, Role, TokenVerifier
 from prodml.config import Settings
-from prodml.errors import InvalidInputError, NotFoundError, ProdmlError, StoreWriteError
+from prodml.errors import (InvalidInputError, NotFoundError, ProdmlError,
+                           StoreUnavailableError, StoreWriteError)
 from prodml.serving import endpoints as eps
 from prodml.serving import openapi as api
 from prodml.serving.api_docs import include_api_docs
@@ -262,9 +263,14 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
         return json_response(exc.to_dict(), code, headers=error_headers(exc))
 
     @app.exception_handler(OperationalError)
-    async def store_error(request: Request, exc: OperationalError) -> Response:
-        """A durable write (feedback, a deployment change...) the store could not commit."""
-        error = StoreWriteError(store.display_url, describe_error(exc))
+    @app.exception_handler(InterfaceError)
+    async def store_error(request: Request, exc: OperationalError | InterfaceError
+                          ) -> Response:
+        """The store could not be read, or a write (feedback, a deployment change...) could
+        not commit: 503 with Retry-After, the server's state and not the request's fault."""
+        reason = describe_error(exc)
+        error = StoreUnavailableError(store.display_url, reason) \
+            if request.method in ("GET", "HEAD") else StoreWriteError(store.display_url, reason)
         log.warning("%s %s: %s", request.method, request.url.path, error)
         return await prodml_error(request, error)
 

@@ -114,11 +114,35 @@ class _LiveNumbers:
             recent = sizes[-1000:]
             batches.add_metric([ref], sum(recent) / len(recent) if recent else 0.0)
         yield batches
+        yield from _fleet(self.service)
         weight = GaugeMetricFamily("prodml_endpoint_revision", "Deployment revision served.",
                                    labels=["endpoint"])
         for endpoint in self.service.endpoints():
             weight.add_metric([endpoint.name], float(endpoint.revision))
         yield weight
+
+
+def _fleet(service: Any) -> Iterator[Metric]:
+    """This replica's view of the fleet: can it read the store, is it the controller."""
+    probe, controller = getattr(service, "store_probe", None), getattr(service, "controller",
+                                                                         None)
+    if probe is not None:
+        up = GaugeMetricFamily("prodml_store_reachable",
+                               "1 while this replica's polls of the store succeed (readiness "
+                               "follows it), 0 while they fail.")
+        up.add_metric([], 1.0 if probe.reachable else 0.0)
+        yield up
+    if controller is not None:
+        held = GaugeMetricFamily("prodml_canary_controller",
+                                 "1 while this replica is the fleet's canary controller.",
+                                 labels=["replica"])
+        held.add_metric([controller.replica], 1.0 if controller.active else 0.0)
+        yield held
+        checks = CounterMetricFamily("prodml_canary_checks",
+                                     "Canary checks this replica ran as the controller.",
+                                     labels=["replica"])
+        checks.add_metric([controller.replica], float(controller.checks))
+        yield checks
 
 
 def _log_faults(stats: Any, endpoints: list[str]) -> Iterator[Metric]:

@@ -37,6 +37,7 @@ from prodml.serving.changes import ChangeListener
 from prodml.serving.endpoints import (Endpoint, get_endpoint, list_endpoints, marked_pii,
                                       policy_pii, revisions)
 from prodml.serving.fallback import FallbackError, answer_records, compile_rule
+from prodml.serving.fleet import CanaryController, StoreProbe, store_fault
 from prodml.serving.prediction_log import PredictionLog, PredictionRecord, new_prediction_id
 from prodml.serving.router import Decision, decide
 from prodml.serving.runtime import BatcherClosedError, LoadedModel, MicroBatcher, Predicted
@@ -123,7 +124,8 @@ class ServingService:
                  endpoints: list[str] | None = None,
                  fallback_allow: tuple[str, ...] | None = None,
                  fallback_timeout_ms: float | None = None,
-                 drain_timeout: float | None = None, notify: bool | None = None) -> None:
+                 drain_timeout: float | None = None, notify: bool | None = None,
+                 controller_lease_s: float | None = None) -> None:
         from prodml.config import Settings
 
         settings = Settings.from_env()
@@ -145,6 +147,13 @@ class ServingService:
         self.listener: ChangeListener | None = None
         self._changed = asyncio.Event()
         self.canary_interval = canary_interval
+        # Readiness follows the poll's own query: not ready while the store cannot be read
+        # (or has not answered for a while: a connection that hangs), ready on the next
+        # poll that succeeds. One replica at a time runs the canary checks (a lease that
+        # outlives a few checks: see prodml.serving.fleet).
+        self.store_probe = StoreProbe(store, stale_after_s=max(5.0, 10 * self.poll_interval))
+        self.controller = CanaryController(store, lease_s=max(
+            controller_lease_s or settings.controller_lease_s, 3 * canary_interval))
         self.only = set(endpoints) if endpoints else None
         self._live: dict[str, _Live] = {}
         self._models: dict[str, LoadedModel] = {}
@@ -174,6 +183,7 @@ class ServingService:
         if self.notify:
             self.listener = ChangeListener(self.notify_url, self._announced)
             self._tasks.append(loop.create_task(self.listener.run()))
+        self.store_probe.polling = True
         self.started = True
 
     async def stop(self) -> None:
@@ -193,6 +203,7 @@ class ServingService:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.controller.release()
         await asyncio.to_thread(self.log.close)
 
     async def refresh(self) -> None:
@@ -204,7 +215,12 @@ class ServingService:
             await self._refresh()
 
     async def _refresh(self) -> None:
-        current = await asyncio.to_thread(revisions, store=self.store)
+        try:
+            current = await asyncio.to_thread(revisions, store=self.store)
+        except Exception as exc:
+            self.store_probe.failed(exc)
+            raise
+        self.store_probe.succeeded()
         for name, revision in current.items():
             if self.only is not None and name not in self.only:
                 continue
@@ -293,21 +309,26 @@ class ServingService:
             self._changed.clear()
             try:
                 await self.refresh()
-            except Exception:
-                log.exception("refreshing endpoints failed")
+            except Exception as exc:
+                if not store_fault(exc):  # the store's faults: see store_probe
+                    log.exception("refreshing endpoints failed")
 
     async def _canaries_forever(self) -> None:
         while True:
             await asyncio.sleep(self.canary_interval)
-            for live in list(self._live.values()):
-                if d.find(live.endpoint.spec, d.Canary) is None:
-                    continue
+            canaries = [live for live in list(self._live.values())
+                        if d.find(live.endpoint.spec, d.Canary) is not None]
+            if not canaries or not await self.controller.hold():
+                continue  # no canary, or another replica is the controller
+            for live in canaries:
                 try:
+                    self.controller.checks += 1
                     verdict = await asyncio.to_thread(check_endpoint, self.store, live.endpoint)
                     if verdict is not None and verdict.action not in ("wait",):
                         await self.refresh()
-                except Exception:
-                    log.exception("canary check of %s failed", live.endpoint.name)
+                except Exception as exc:
+                    if not store_fault(exc):
+                        log.exception("canary check of %s failed", live.endpoint.name)
 
     # ---- what protocols ask --------------------------------------------------------------
     def endpoint_names(self) -> list[str]:
@@ -351,9 +372,10 @@ class ServingService:
                             model_name=model.name, summary=live.endpoint.describe())
 
     def ready(self, name: str, version: int | None = None) -> bool:
-        """Can ``name`` answer? Not while the prediction log cannot commit: every answer is
-        logged first, so each would be refused (see ``PredictionLog.healthy``)."""
-        if not self.log.healthy:
+        """Can ``name`` answer? Not while the prediction log cannot commit (every answer is
+        logged first, so each would be refused: see ``PredictionLog.healthy``), nor while
+        the store cannot be read (``store_probe``)."""
+        if not self.log.healthy or not self.store_probe.reachable:
             return False
         try:
             live = self._get(name)

@@ -74,8 +74,9 @@ class Served:
             time.sleep(interval)
 
 
-def build_store(home: Path):
-    """Register the two loan models (with a schema) in a fresh store under ``home``."""
+def build_store(home: Path, url: str | None = None):
+    """Register the two loan models (with a schema) in a fresh store under ``home`` (or the
+    database at ``url``, artifacts still under ``home``)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -86,7 +87,7 @@ def build_store(home: Path):
     from prodml.store import open_store
     from prodml.tracking import registry
 
-    store = open_store(f"sqlite:///{home / 'prodml.db'}", str(home / "artifacts"))
+    store = open_store(url or f"sqlite:///{home / 'prodml.db'}", str(home / "artifacts"))
     data = loan_applications(rows=2000, seed=7)
     X, y = data[FEATURES], data["approved"]
     schema = infer_schema(X)
@@ -99,9 +100,10 @@ def build_store(home: Path):
 
 def start_server(home: Path, port: int, *args: str, env_extra: dict | None = None,
                  ready_path: str = "/endpoints", **popen: Any) -> tuple[subprocess.Popen, dict]:
-    env = {**os.environ, "PRODML_HOME": str(home), **(env_extra or {})}
+    env = {**os.environ, "PRODML_HOME": str(home)}
     env.pop("PRODML_DATABASE_URL", None)
     env.pop("PRODML_ARTIFACTS", None)
+    env.update(env_extra or {})  # PRODML_DATABASE_URL here serves another database
     log = open(home / f"server-{port}.log", "ab")
     process = subprocess.Popen([sys.executable, "-m", "prodml", "serve", "--port", str(port),
                                 *args], env=env, stdout=log, stderr=subprocess.STDOUT,
