@@ -4,7 +4,7 @@ Every ``prodml serve`` replica answers requests, logs them and polls the store's
 Two things here make a fleet of them behave:
 
 - :class:`StoreProbe`: the poll's own query is the store's health check. While it fails (or
-  has not succeeded for ``stale_after_s``, a connection that hangs rather than fails) this
+  has not returned for ``stale_after_s``: a connection that hangs rather than fails) this
   replica is not ready, so a load balancer stops sending it traffic it could only refuse;
   the next poll that succeeds makes it ready again, with nobody stepping in.
 - :class:`CanaryController`: the canary controller's queries (each canary's step numbers from
@@ -38,29 +38,35 @@ def store_fault(exc: BaseException) -> bool:
 
 
 class StoreProbe:
-    """Whether the store answered this replica's latest poll (see the module docstring)."""
+    """Whether the store answers this replica's polls (see the module docstring)."""
 
     def __init__(self, store: Store, *, stale_after_s: float) -> None:
         self.store = store
         self.stale_after_s = stale_after_s
         self.failure: str | None = None  # why the latest poll failed
-        self.polling = False  # set once the poll loop runs: only then can an answer be late
-        self._ok_at = time.monotonic()
+        self._asking_since: float | None = None  # a poll's query in flight since
         self._failing_since = 0.0
 
     @property
     def reachable(self) -> bool:
+        asking = self._asking_since
         return self.failure is None and (
-            not self.polling or time.monotonic() - self._ok_at < self.stale_after_s)
+            asking is None or time.monotonic() - asking < self.stale_after_s)
+
+    def asking(self) -> None:
+        """A poll's query starts (one that never returns makes the store unreachable)."""
+        if self._asking_since is None:
+            self._asking_since = time.monotonic()
 
     def succeeded(self) -> None:
-        self._ok_at = time.monotonic()
+        self._asking_since = None
         if self.failure is not None:
             log.warning("store %s answers again after %.1f s: ready", self.store.display_url,
-                        self._ok_at - self._failing_since)
+                        time.monotonic() - self._failing_since)
             self.failure = None
 
     def failed(self, exc: BaseException) -> None:
+        self._asking_since = None
         if not store_fault(exc):
             return
         reason = describe_error(exc) if isinstance(exc, DBAPIError) else str(exc)

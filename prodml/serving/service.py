@@ -183,7 +183,6 @@ class ServingService:
         if self.notify:
             self.listener = ChangeListener(self.notify_url, self._announced)
             self._tasks.append(loop.create_task(self.listener.run()))
-        self.store_probe.polling = True
         self.started = True
 
     async def stop(self) -> None:
@@ -215,6 +214,7 @@ class ServingService:
             await self._refresh()
 
     async def _refresh(self) -> None:
+        self.store_probe.asking()
         try:
             current = await asyncio.to_thread(revisions, store=self.store)
         except Exception as exc:

@@ -28,7 +28,6 @@ from tests.conftest import (PG_SYSTEM_USER, PostgresServer, _run, _start, _unava
 from tests.serving.conftest import (FEATURES, admin_headers, build_store, free_port,
                                     start_server, stop_server)
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 DOWN_S = 5.0
 RECOVERY_GRACE_S = 3.0  # after pg_ctl start returns: pools reconnect, the log commits
 
@@ -52,6 +51,8 @@ def own_postgres():
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_a_postgres_restart_is_503_only_while_down_and_readiness_follows(own_postgres,
                                                                         tmp_path):
     url = own_postgres.url(own_postgres.create_database())
@@ -154,3 +155,27 @@ def test_a_postgres_restart_is_503_only_while_down_and_readiness_follows(own_pos
     assert labels == labelled
     assert "Traceback" not in server_log, server_log[-3000:]
     store.close()
+
+
+def test_the_probe_counts_a_failing_or_hanging_poll_and_not_a_bug():
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import OperationalError
+
+    from prodml.serving.fleet import StoreProbe
+
+    probe = StoreProbe(SimpleNamespace(display_url="sqlite:///p.db"), stale_after_s=0.2)
+    probe.asking()
+    assert probe.reachable  # a poll in flight, not late yet
+    time.sleep(0.3)
+    assert not probe.reachable  # it hangs
+    probe.succeeded()
+    assert probe.reachable
+    probe.asking()
+    probe.failed(OperationalError("SELECT", {}, Exception("connection refused")))
+    assert not probe.reachable and probe.failure == "connection refused"
+    probe.asking()
+    probe.failed(ValueError("a bug, not the store"))
+    assert not probe.reachable  # still the store's failure: a bug says nothing of it
+    probe.succeeded()
+    assert probe.reachable and probe.failure is None
