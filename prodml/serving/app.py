@@ -29,6 +29,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette._utils import get_route_path
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
@@ -264,10 +265,11 @@ def create_app(store: Store | None = None, *, log_mode: str | None = None,
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
-    async def store_error(request: Request, exc: OperationalError | InterfaceError
-                          ) -> Response:
+    @app.exception_handler(PoolTimeoutError)
+    async def store_error(request: Request, exc: Exception) -> Response:
         """The store could not be read, or a write (feedback, a deployment change...) could
-        not commit: 503 with Retry-After, the server's state and not the request's fault."""
+        not commit, or no pooled connection came free in time: 503 with Retry-After, the
+        server's state and not the request's fault."""
         reason = describe_error(exc)
         error = StoreUnavailableError(store.display_url, reason) \
             if request.method in ("GET", "HEAD") else StoreWriteError(store.display_url, reason)

@@ -22,6 +22,7 @@ import logging
 import time
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from prodml.errors import StoreUnavailableError
 from prodml.store import Store
@@ -34,7 +35,7 @@ CONTROLLER_LEASE = "canary-controller"
 
 def store_fault(exc: BaseException) -> bool:
     """Is ``exc`` the store failing (unreachable, restarting), rather than a bug?"""
-    return isinstance(exc, (DBAPIError, StoreUnavailableError, OSError))
+    return isinstance(exc, (DBAPIError, PoolTimeoutError, StoreUnavailableError, OSError))
 
 
 class StoreProbe:
@@ -69,7 +70,7 @@ class StoreProbe:
         self._asking_since = None
         if not store_fault(exc):
             return
-        reason = describe_error(exc) if isinstance(exc, DBAPIError) else str(exc)
+        reason = describe_error(exc)
         if self.failure is None:
             self._failing_since = time.monotonic()
             log.warning("store %s cannot be reached (%s): not ready until it answers",

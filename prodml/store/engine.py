@@ -184,50 +184,58 @@ def head_revision() -> str:
 def current_revision(engine: Engine) -> str | None:
     """The revision recorded in the database (``None`` for an empty one)."""
     with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return _revision(conn)
+
+
+def _revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    conn.commit()  # end the read: the upgrade runs its own transactions on this connection
+    return revision
 
 
 def migrate(engine: Engine) -> None:
     """Upgrade to the latest revision, once, even when many processes open the store at once.
 
-    The common case (already at head) costs one query and never imports Alembic.
+    The common case (already at head) costs one query and never imports Alembic. The
+    upgrade runs on the connection that holds the lock: one connection in all, so a pool of
+    size 1 can migrate too.
     """
     if current_revision(engine) == HEAD_REVISION:
         return
     from alembic import command
     from alembic.config import Config
 
-    with _migration_lock(engine):
-        if current_revision(engine) == HEAD_REVISION:  # migrated while we waited
+    with _migration_lock(engine) as conn:
+        if _revision(conn) == HEAD_REVISION:  # migrated while we waited
             return
-        with engine.connect() as conn:
-            cfg = Config()
-            cfg.set_main_option("script_location", str(MIGRATIONS))
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-            conn.commit()
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        conn.commit()
 
 
 @contextlib.contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection, held by this process alone among those opening the store."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             conn.commit()
             try:
-                yield
+                yield conn
             finally:
+                conn.rollback()  # whatever the upgrade left open, if it failed
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
                 conn.commit()
     else:
         database = engine.url.database
-        if not database or database == ":memory:":
-            yield
-            return
-        with _file_lock(database):
-            yield
+        with contextlib.ExitStack() as stack:
+            if database and database != ":memory:":
+                stack.enter_context(_file_lock(database))
+            yield stack.enter_context(engine.connect())
 
 
 @contextlib.contextmanager
@@ -241,7 +249,9 @@ def _file_lock(database: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def describe_error(exc: DBAPIError) -> str:
-    """The first line of a driver error, for one-line messages."""
-    text = str(exc.orig if exc.orig is not None else exc).strip()
-    return text.splitlines()[0] if text else type(exc.orig or exc).__name__
+def describe_error(exc: BaseException) -> str:
+    """The first line of a driver error (or of SQLAlchemy's own, such as a pool that had no
+    connection free in time), for one-line messages."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = str(cause).split(" (Background on this error at:")[0].strip()
+    return text.splitlines()[0] if text else type(cause).__name__

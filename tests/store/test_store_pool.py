@@ -57,3 +57,28 @@ def test_the_cli_says_a_bad_pool_value_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "error: PRODML_DB_POOL_SIZE='lots': must be a whole number of at least 1"]
+
+
+@pytest.mark.postgres
+def test_a_pool_with_no_connection_free_in_time_is_a_503(pg_url: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    from fastapi.testclient import TestClient
+
+    from prodml.serving.app import create_app
+
+    monkeypatch.setenv("PRODML_DB_POOL_SIZE", "1")
+    monkeypatch.setenv("PRODML_DB_MAX_OVERFLOW", "0")
+    monkeypatch.setenv("PRODML_DB_POOL_TIMEOUT", "0.2")
+    store = open_store(pg_url, str(tmp_path / "artifacts"))
+    try:
+        with store.read():  # the only connection, held
+            client = TestClient(create_app(store), base_url="http://127.0.0.1")  # no lifespan
+            reply = client.get("/endpoints")
+            assert reply.status_code == 503 and reply.headers["retry-after"] == "5"
+            assert reply.json()["error"] == "StoreUnavailableError"
+            assert "QueuePool limit of size 1 overflow 0 reached" in reply.json()["message"]
+            looked_up = client.get("/endpoints", headers={"Authorization": "Bearer pml_x"})
+            assert looked_up.status_code == 503 and looked_up.headers["retry-after"] == "5"
+    finally:
+        store.close()
