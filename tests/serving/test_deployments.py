@@ -182,6 +182,9 @@ def test_deploy_strategies_and_history(models):
 
 
 def test_every_change_records_the_replica_that_made_it(models):
+    from typer.testing import CliRunner
+
+    from prodml.cli.app import app as cli
     from prodml.store.leases import replica_id
 
     store = models
@@ -195,6 +198,9 @@ def test_every_change_records_the_replica_that_made_it(models):
     assert len(events) == 6
     assert {e.replica for e in events} == {replica_id()}
     assert events[0].to_dict()["replica"] == replica_id()
+    shown = CliRunner().invoke(cli, ["deployments", "history", "rp"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "replica" in shown.output
+    assert shown.output.count(replica_id()) == 6
 
 
 def test_blue_green_switch_and_rollback(models):
