@@ -35,7 +35,7 @@ from sqlalchemy import and_, case, literal_column, or_, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from prodml.store import tables as t
-from prodml.store.store import Store
+from prodml.store.store import _DB_NOW_MS, Store
 
 _replica: tuple[int, str] | None = None
 
@@ -54,10 +54,10 @@ def replica_id() -> str:
 
 
 def database_now_ms(dialect: str) -> ColumnElement[int]:
-    """The database's clock in epoch milliseconds, as a SQL expression."""
-    if dialect == "postgresql":
-        return literal_column("CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)")
-    return literal_column("CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)")
+    """The database's clock in epoch milliseconds, as a SQL expression (the clock
+    :func:`~prodml.store.store.db_now_ms` reads), so a lease is judged in the same
+    statement that takes it."""
+    return literal_column(f"({_DB_NOW_MS[dialect]})")
 
 
 class Lease:
