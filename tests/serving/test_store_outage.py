@@ -69,8 +69,15 @@ def test_a_postgres_restart_is_503_only_while_down_and_readiness_follows(own_pos
     answers: list[tuple[float, str, httpx.Response]] = []  # (time, kind, response)
     readiness: list[tuple[float, int]] = []
     stop = threading.Event()
+    broken: list[str] = []  # a client that got no HTTP answer at all
 
     def load(kind: str, worker: int) -> None:
+        try:
+            send(kind, worker)
+        except Exception as exc:  # noqa: BLE001 - reported by the test, not lost in a thread
+            broken.append(f"{kind}: {exc!r}")
+
+    def send(kind: str, worker: int) -> None:
         headers = {"predict": {}, "token": {"Authorization": f"Bearer {viewer}"},
                    "feedback": admin_headers(home)}[kind]
         with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
@@ -95,7 +102,12 @@ def test_a_postgres_restart_is_503_only_while_down_and_readiness_follows(own_pos
     def watch() -> None:
         with httpx.Client(base_url=base, timeout=30) as client:
             while not stop.is_set():
-                readiness.append((time.monotonic(), client.get("/v2/health/ready").status_code))
+                try:
+                    code = client.get("/v2/health/ready").status_code
+                except Exception as exc:  # noqa: BLE001
+                    broken.append(f"readiness: {exc!r}")
+                    return
+                readiness.append((time.monotonic(), code))
                 time.sleep(0.1)
 
     threads = [threading.Thread(target=load, args=(kind, w))
@@ -123,6 +135,7 @@ def test_a_postgres_restart_is_503_only_while_down_and_readiness_follows(own_pos
             thread.join(60)
         stop_server(process)
     server_log = (home / f"server-{port}.log").read_text()
+    assert not broken, broken
 
     # Every refusal is a 503 a client retries, and only while the database was down.
     refused = [(at, kind, r) for at, kind, r in answers if r.status_code != 200]
