@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -62,12 +63,24 @@ def test_a_postgres_restart_is_503_only_while_down_and_readiness_follows(own_pos
     viewer = __import__("prodml.access", fromlist=["create_token"]).create_token(
         "dashboards", "viewer", created_by="tests", store=store).token
     records = data[FEATURES].to_dict(orient="records")
-    port = free_port()
-    process, _ = start_server(home, port, env_extra={"PRODML_DATABASE_URL": url})
+    port, idle_port = free_port(), free_port()
+    # A second replica gets no traffic: nothing it logs fails, so only its own probe of the
+    # store can tell its readiness that the store is gone.
+    idle_home = home / "idle"  # its own admin-token file; the same store and artifacts
+    idle_home.mkdir()
+    env = {"PRODML_DATABASE_URL": url, "PRODML_ARTIFACTS": str(home / "artifacts")}
+    with ThreadPoolExecutor(2) as starting:
+        started = [starting.submit(start_server, h, p, env_extra=env)
+                   for h, p in ((home, port), (idle_home, idle_port))]
+    processes = [f.result()[0] for f in started if f.exception() is None]
+    for future in started:
+        future.result()
+    process = processes[0]
     base = f"http://127.0.0.1:{port}"
     lock = threading.Lock()
     answers: list[tuple[float, str, httpx.Response]] = []  # (time, kind, response)
     readiness: list[tuple[float, int]] = []
+    idle_readiness: list[tuple[float, int]] = []
     stop = threading.Event()
     broken: list[str] = []  # a client that got no HTTP answer at all
 
@@ -99,20 +112,22 @@ def test_a_postgres_restart_is_503_only_while_down_and_readiness_follows(own_pos
                     answers.append((time.monotonic(), kind, r))
                 i += 7
 
-    def watch() -> None:
-        with httpx.Client(base_url=base, timeout=30) as client:
+    def watch(url: str, seen: list[tuple[float, int]]) -> None:
+        with httpx.Client(base_url=url, timeout=30) as client:
             while not stop.is_set():
                 try:
                     code = client.get("/v2/health/ready").status_code
                 except Exception as exc:  # noqa: BLE001
                     broken.append(f"readiness: {exc!r}")
                     return
-                readiness.append((time.monotonic(), code))
+                seen.append((time.monotonic(), code))
                 time.sleep(0.1)
 
     threads = [threading.Thread(target=load, args=(kind, w))
                for w, kind in enumerate(["predict"] * 3 + ["token", "feedback"])]
-    threads.append(threading.Thread(target=watch))
+    threads += [threading.Thread(target=watch, args=(base, readiness)),
+                threading.Thread(target=watch, args=(f"http://127.0.0.1:{idle_port}",
+                                                     idle_readiness))]
     try:
         for thread in threads:
             thread.start()
@@ -133,7 +148,8 @@ def test_a_postgres_restart_is_503_only_while_down_and_readiness_follows(own_pos
         stop.set()
         for thread in threads:
             thread.join(60)
-        stop_server(process)
+        for each in processes:
+            stop_server(each)
     server_log = (home / f"server-{port}.log").read_text()
     assert not broken, broken
 
@@ -150,10 +166,11 @@ def test_a_postgres_restart_is_503_only_while_down_and_readiness_follows(own_pos
     assert any(at > up and r.status_code == 200 for at, kind, r in answers if kind == "token")
 
     # Readiness: 200 before, 503 while down, 200 again by itself.
-    assert all(code == 200 for at, code in readiness if at < stopping)
-    assert any(code == 503 for at, code in readiness if stopping <= at <= up)
-    assert all(code == 200 for at, code in readiness if at > up + RECOVERY_GRACE_S)
-    assert readiness[-1][1] == 200
+    for seen in (readiness, idle_readiness):
+        assert all(code == 200 for at, code in seen if at < stopping)
+        assert any(code == 503 for at, code in seen if stopping <= at <= up)
+        assert all(code == 200 for at, code in seen if at > up + RECOVERY_GRACE_S)
+        assert seen[-1][1] == 200
 
     # Every 2xx answer is in the store exactly once.
     predicted = [r.json()["prediction_id"] for _, kind, r in answers
