@@ -39,7 +39,10 @@ def controller_events(store) -> list[eps.DeploymentEvent]:
 def test_one_replica_runs_the_canary_and_another_takes_over_when_it_dies(pg_url, tmp_path):
     store, data = build_store(tmp_path, pg_url)
     eps.deploy("loan", "loan/1", store=store)
-    env = {"PRODML_DATABASE_URL": pg_url, "PRODML_CONTROLLER_LEASE_S": str(LEASE_S)}
+    # An admin token from the environment: three servers starting at once in one home must
+    # not race to write the same admin-token file.
+    env = {"PRODML_DATABASE_URL": pg_url, "PRODML_CONTROLLER_LEASE_S": str(LEASE_S),
+           "PRODML_ADMIN_TOKEN": "pml_fleet-test-admin"}
     servers = []
     try:
         ports = [free_port() for _ in range(3)]

@@ -23,11 +23,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from prodml.access import create_token
 from prodml.serving import endpoints as eps
 from prodml.store import tables as t
 from tests.conftest import (PG_SYSTEM_USER, PostgresServer, _run, _start, _unavailable)
-from tests.serving.conftest import (FEATURES, admin_headers, build_store, free_port,
-                                    start_server, stop_server)
+from tests.serving.conftest import (FEATURES, build_store, free_port, start_server,
+                                    stop_server)
 
 DOWN_S = 5.0
 RECOVERY_GRACE_S = 3.0  # after pg_ctl start returns: pools reconnect, the log commits
@@ -60,8 +61,8 @@ def test_a_postgres_restart_is_503_only_while_down_and_readiness_follows(own_pos
     home = tmp_path
     store, data = build_store(home, url)
     eps.deploy("loan", "loan/1", store=store)
-    viewer = __import__("prodml.access", fromlist=["create_token"]).create_token(
-        "dashboards", "viewer", created_by="tests", store=store).token
+    viewer = create_token("dashboards", "viewer", created_by="tests", store=store).token
+    labeler = create_token("labels", "labeler", created_by="tests", store=store).token
     records = data[FEATURES].to_dict(orient="records")
     port, idle_port = free_port(), free_port()
     # A second replica gets no traffic: nothing it logs fails, so only its own probe of the
@@ -92,7 +93,7 @@ def test_a_postgres_restart_is_503_only_while_down_and_readiness_follows(own_pos
 
     def send(kind: str, worker: int) -> None:
         headers = {"predict": {}, "token": {"Authorization": f"Bearer {viewer}"},
-                   "feedback": admin_headers(home)}[kind]
+                   "feedback": {"Authorization": f"Bearer {labeler}"}}[kind]
         with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
             i = worker
             while not stop.is_set():
