@@ -9,6 +9,7 @@ active; once an admin token exists (made with ``prodml tokens create --role admi
 
 from __future__ import annotations
 
+import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,14 @@ def ensure_local_admin(store: Store, home: Path, *, env_admin_token: str | None 
     if env_admin_token:
         return None
     path = Path(home) / FILE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # servers started together in one home make one token, not one each
+    with open(path.parent / f".{FILE_NAME}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure(store, path)
+
+
+def _ensure(store: Store, path: Path) -> LocalAdmin | None:
     if path.exists():
         found = identify(path.read_text().strip(), store=store)
         if found is not None and found.role is Role.admin:
