@@ -318,7 +318,8 @@ def error_body(error: AccessError, path: str) -> bytes:
     if path.startswith("/v2"):
         return orjson.dumps({"error": error.message})
     if path.endswith("/invocations"):
-        code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}.get(error.http_status,
-                                                                        "BAD_REQUEST")
+        # 503 (the token store cannot be read): what MLflow's own server says for it
+        code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                503: "TEMPORARILY_UNAVAILABLE"}.get(error.http_status, "BAD_REQUEST")
         return orjson.dumps({"error_code": code, "message": error.message})
     return orjson.dumps(error.to_dict())

@@ -91,9 +91,10 @@ async def server_live() -> Response:
 
 @router.get("/v2/health/ready", responses=_NOT_READY(api.Ready))
 async def server_ready(request: Request) -> Response:
-    """200 when every served endpoint can answer, 503 otherwise."""
+    """200 when the store answers and every served endpoint can answer, 503 otherwise
+    (a replica that serves no endpoint is not ready while its store is down either)."""
     service = request.app.state.service
-    ready = getattr(service, "started", True) and all(
+    ready = getattr(service, "started", True) and getattr(service, "healthy", True) and all(
         service.ready(name) for name in service.endpoint_names())
     return _json({"ready": bool(ready)}, 200 if ready else 503)
 

@@ -371,11 +371,17 @@ class ServingService:
                             platform=f"prodml-{type(model.model).__module__.split('.')[0]}",
                             model_name=model.name, summary=live.endpoint.describe())
 
+    @property
+    def healthy(self) -> bool:
+        """The prediction log can commit and the store answers this replica's polls: what
+        readiness needs whether or not any endpoint is served."""
+        return self.log.healthy and self.store_probe.reachable
+
     def ready(self, name: str, version: int | None = None) -> bool:
         """Can ``name`` answer? Not while the prediction log cannot commit (every answer is
         logged first, so each would be refused: see ``PredictionLog.healthy``), nor while
         the store cannot be read (``store_probe``)."""
-        if not self.log.healthy or not self.store_probe.reachable:
+        if not self.healthy:
             return False
         try:
             live = self._get(name)

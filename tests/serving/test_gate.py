@@ -4,12 +4,13 @@ not ASCII, a store that cannot be read, a flood of made-up tokens)."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from prodml.access import Role, TokenVerifier, create_token
 from prodml.serving.gate import (AccessPolicy, ForbiddenError, IdentityUnavailableError,
                                  RequestGate, UnauthorizedError, UnknownHostError,
-                                 UnsupportedMediaTypeError, csrf_token)
+                                 UnsupportedMediaTypeError, csrf_token, error_body)
 from prodml.store import open_store
 
 
@@ -115,3 +116,10 @@ def test_a_store_that_cannot_be_read_is_a_503(gate, tmp_path):
         fresh.check(scope("POST", "/endpoints/loan/pause",
                           authorization=f"Bearer {tokens['deployer']}"))
     assert refused.value.http_status == 503
+    # in each protocol's shape; MLflow's names a 503 as its own server does
+    assert orjson.loads(error_body(refused.value, "/invocations"))["error_code"] == \
+        "TEMPORARILY_UNAVAILABLE"
+    assert orjson.loads(error_body(UnauthorizedError("no token", field="authorization",
+                                                     value=None, rule="r"), "/invocations")
+                        )["error_code"] == "UNAUTHENTICATED"
+    assert "error" in orjson.loads(error_body(refused.value, "/v2/models/loan/infer"))
